@@ -1,0 +1,75 @@
+using LoraCraft;
+using LoraCraft.Cli;
+
+return Cli.Run(args);
+
+namespace LoraCraft.Cli
+{
+    public static class Cli
+    {
+        public const string Usage = """
+            loracraft — Stable Diffusion with LoRA at its centre
+
+            Usage: loracraft COMMAND [options]
+
+            Commands:
+              tokenize --tokenizer DIR [--json] TEXT   CLIP token ids of TEXT (start/end included)
+              inspect FILE [--json]                    summary of a safetensors file
+              help                                     this text
+
+            Global options: --debug (show stack traces), --quiet (no progress output)
+            Exit codes: 0 ok, 2 user error (one line on stderr), 1 internal error.
+            """;
+
+        public static int Run(string[] argv, TextWriter? stdout = null, TextWriter? stderr = null)
+        {
+            stdout ??= Console.Out;
+            stderr ??= Console.Error;
+            bool debug = argv.Contains("--debug");
+            var rest = argv.Where(a => a != "--debug").ToArray();
+            try
+            {
+                if (rest.Length == 0 || rest[0] is "help" or "--help" or "-h")
+                {
+                    stdout.WriteLine(Usage);
+                    return 0;
+                }
+                var command = rest[0];
+                var tail = rest.Skip(1).ToArray();
+                if (tail.Contains("--help") || tail.Contains("-h"))
+                {
+                    stdout.WriteLine(Usage);
+                    return 0;
+                }
+                return command switch
+                {
+                    "tokenize" => Commands.TokenizeCommand.Run(tail, stdout),
+                    "inspect" => Commands.InspectCommand.Run(tail, stdout),
+                    _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
+                };
+            }
+            catch (Exception e) when (UserFacing(e) is { } message)
+            {
+                stderr.WriteLine("error: " + message);
+                if (debug) stderr.WriteLine(e);
+                return 2;
+            }
+            catch (Exception e)
+            {
+                stderr.WriteLine("internal error: " + e.Message);
+                stderr.WriteLine(debug ? e.ToString() : "(run again with --debug for details)");
+                return 1;
+            }
+        }
+
+        /// <summary>The one-line message for a mistake the user can fix, or null for a bug.</summary>
+        static string? UserFacing(Exception e) => e switch
+        {
+            UserErrorException u => u.Message,
+            FileNotFoundException f => $"file not found: {f.FileName ?? f.Message}",
+            DirectoryNotFoundException d => d.Message,
+            UnauthorizedAccessException a => a.Message,
+            _ => null,
+        };
+    }
+}
