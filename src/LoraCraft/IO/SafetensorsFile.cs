@@ -1,0 +1,102 @@
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+using TorchSharp;
+
+namespace LoraCraft.IO;
+
+/// <summary>
+/// A safetensors file opened for reading: the header is parsed and validated up front, the data
+/// stays in a read-only memory map for the object's lifetime and is only touched by Bytes and Load.
+/// </summary>
+public sealed unsafe class SafetensorsFile : IDisposable
+{
+    readonly MemoryMappedFile _map;
+    readonly MemoryMappedViewAccessor _view;
+    byte* _data;
+
+    public SafetensorsHeader Header { get; }
+    public string Path => Header.Path;
+    public IReadOnlyDictionary<string, string> Metadata => Header.Metadata;
+    public IReadOnlyList<SafeTensorInfo> Tensors => Header.Tensors;
+
+    SafetensorsFile(SafetensorsHeader header, MemoryMappedFile map, MemoryMappedViewAccessor view)
+    {
+        Header = header;
+        _map = map;
+        _view = view;
+        byte* start = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref start);
+        _data = start + view.PointerOffset + header.DataOffset;
+    }
+
+    public static SafetensorsFile Open(string path)
+    {
+        var stream = SafetensorsHeader.OpenRead(path);
+        MemoryMappedFile? map = null;
+        try
+        {
+            // Header and map come from the same open file, so both describe the same bytes.
+            var header = SafetensorsHeader.Read(stream, path);
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            return new SafetensorsFile(header, map, map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read));
+        }
+        catch
+        {
+            map?.Dispose();
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    public bool Contains(string name) => Header.Contains(name);
+
+    public SafeTensorInfo Info(string name) => Header[name];
+
+    /// <summary>The stored bytes of a tensor: a view into the map, valid until Dispose.</summary>
+    public ReadOnlySpan<byte> Bytes(string name)
+    {
+        var info = Info(name);
+        if (info.ByteLength > int.MaxValue)
+            throw new NotSupportedException($"{Path}: tensor '{name}' is {info.ByteLength} bytes, over a span's 2 GiB; use Load");
+        return new ReadOnlySpan<byte>(Start(info), (int)info.ByteLength);
+    }
+
+    /// <summary>
+    /// A new CPU tensor holding a copy of the stored values, shaped as stored. Float8 values are
+    /// decoded to float32, as TorchSharp has no float8 type; <paramref name="dtype"/> converts after that.
+    /// </summary>
+    public torch.Tensor Load(string name, torch.ScalarType? dtype = null)
+    {
+        var info = Info(name);
+        byte* source = Start(info);
+        torch.Tensor tensor;
+        if (SafeDTypes.ToTorch(info.DType) is { } stored)
+        {
+            tensor = torch.empty(info.Shape, stored);
+            TensorBytes.Visit(tensor, (chunk, offset) => new ReadOnlySpan<byte>(source + offset, chunk.Length).CopyTo(chunk));
+        }
+        else
+        {
+            tensor = torch.empty(info.Shape, torch.ScalarType.Float32);
+            TensorBytes.Visit(tensor, (chunk, offset) =>
+                Float8.Decode(info.DType, new ReadOnlySpan<byte>(source + offset / sizeof(float), chunk.Length / sizeof(float)), MemoryMarshal.Cast<byte, float>(chunk)));
+        }
+        if (dtype is not { } wanted || wanted == tensor.dtype) return tensor;
+        using (tensor) return tensor.to_type(wanted);
+    }
+
+    byte* Start(SafeTensorInfo info)
+    {
+        ObjectDisposedException.ThrowIf(_data == null, this);
+        return _data + info.Begin;
+    }
+
+    public void Dispose()
+    {
+        if (_data == null) return;
+        _data = null;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map.Dispose();
+    }
+}
