@@ -1,3 +1,5 @@
+using LoraCraft.Models;
+using LoraCraft.Models.Loading;
 using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -28,8 +30,8 @@ public static class InspectCommand
         public static Summary Of(SafetensorsHeader header)
         {
             var dtypes = header.Tensors.GroupBy(t => t.DType).OrderBy(g => g.Key).Select(g => (g.Key, g.Count())).ToList();
-            var (family, inpainting) = CheckpointKind.Detect(header);
-            return new Summary(header, header.Tensors.Sum(t => t.ElementCount), dtypes, family, inpainting);
+            var (family, inpainting) = CheckpointLayout.Detect(header);
+            return new Summary(header, header.Tensors.Sum(t => t.ElementCount), dtypes, family?.Id(), inpainting);
         }
 
         public string Text()

@@ -1,0 +1,70 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace LoraCraft.Models;
+
+public sealed class Linear : Net
+{
+    readonly Weight _w;
+    readonly Weight? _b;
+    public Linear(long inFeatures, long outFeatures, bool bias = true)
+    {
+        _w = Param("weight", outFeatures, inFeatures);
+        _b = bias ? Param("bias", outFeatures) : null;
+    }
+    public Tensor Forward(Tensor x) => F.linear(x, _w.T, _b?.T);
+}
+
+public sealed class Conv2d : Net
+{
+    readonly Weight _w;
+    readonly Weight? _b;
+    readonly long _stride, _padding;
+    public Conv2d(long inChannels, long outChannels, long kernel, long stride = 1, long padding = 0, bool bias = true)
+    {
+        _w = Param("weight", outChannels, inChannels, kernel, kernel);
+        _b = bias ? Param("bias", outChannels) : null;
+        _stride = stride;
+        _padding = padding;
+    }
+    public Tensor Forward(Tensor x) => F.conv2d(x, _w.T, _b?.T, strides: [_stride, _stride], padding: [_padding, _padding]);
+}
+
+public sealed class GroupNorm : Net
+{
+    readonly Weight _w, _b;
+    readonly long _groups;
+    readonly double _eps;
+    public GroupNorm(long groups, long channels, double eps)
+    {
+        _w = Param("weight", channels);
+        _b = Param("bias", channels);
+        _groups = groups;
+        _eps = eps;
+    }
+    public Tensor Forward(Tensor x) => F.group_norm(x, _groups, _w.T, _b.T, _eps);
+}
+
+public sealed class LayerNorm : Net
+{
+    readonly Weight _w, _b;
+    readonly long _dim;
+    readonly double _eps;
+    public LayerNorm(long dim, double eps = 1e-5)
+    {
+        _w = Param("weight", dim);
+        _b = Param("bias", dim);
+        _dim = dim;
+        _eps = eps;
+    }
+    public Tensor Forward(Tensor x) => F.layer_norm(x, [_dim], _w.T, _b.T, _eps);
+}
+
+public sealed class Embedding : Net
+{
+    readonly Weight _w;
+    public Embedding(long count, long dim) => _w = Param("weight", count, dim);
+    public Tensor Forward(Tensor ids) => _w.T.index_select(0, ids.flatten()).view([.. ids.shape, -1]);
+    public Tensor Table => _w.T;
+}

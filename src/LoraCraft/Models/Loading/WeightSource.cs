@@ -1,0 +1,101 @@
+using LoraCraft.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Models.Loading;
+
+/// <summary>How a stored tensor becomes one of our weights.</summary>
+public enum WeightTransform
+{
+    None,
+    /// <summary>OpenCLIP stores text_projection as a matrix applied as x @ P; we hold a Linear weight.</summary>
+    Transpose,
+    /// <summary>Thirds of a fused in_proj (q, k, v) along the first dimension.</summary>
+    ThirdQ, ThirdK, ThirdV,
+    /// <summary>Diffusers VAE attention uses linear layers where LDM files hold 1x1 convolutions.</summary>
+    LinearToConv1x1,
+}
+
+public sealed record WeightRecipe(string SourceKey, WeightTransform Transform = WeightTransform.None);
+
+/// <summary>
+/// Where the weights of one network come from: a safetensors file plus, for each of our
+/// parameter names, the stored key and how to transform it. Tensors are read from the memory
+/// map one at a time and converted straight to the compute dtype, so no second copy stays alive.
+/// </summary>
+public sealed class WeightSource
+{
+    readonly SafetensorsFile _file;
+    readonly Func<string, WeightRecipe?> _recipe;
+
+    public WeightSource(SafetensorsFile file, Func<string, WeightRecipe?> recipe)
+    {
+        _file = file;
+        _recipe = recipe;
+    }
+
+    public string FilePath => _file.Path;
+
+    /// <summary>Our names are the stored names under a key prefix (single-file checkpoints).</summary>
+    public static WeightSource Prefixed(SafetensorsFile file, string prefix) =>
+        new(file, name => new WeightRecipe(prefix + name));
+
+    /// <summary>The stored key a name would come from, for error messages.</summary>
+    public string ExpectedKey(string name) => _recipe(name)?.SourceKey ?? name;
+
+    public WeightRecipe? RecipeFor(string name) => _recipe(name) is { } r && _file.Contains(r.SourceKey) ? r : null;
+
+    public Tensor Load(string name, WeightRecipe recipe, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var t = _file.Load(recipe.SourceKey);
+        t = recipe.Transform switch
+        {
+            WeightTransform.None => t,
+            WeightTransform.Transpose => t.t(),
+            WeightTransform.ThirdQ => t.chunk(3, 0)[0],
+            WeightTransform.ThirdK => t.chunk(3, 0)[1],
+            WeightTransform.ThirdV => t.chunk(3, 0)[2],
+            WeightTransform.LinearToConv1x1 => t.dim() == 2 ? t.unsqueeze(-1).unsqueeze(-1) : t,
+            _ => throw new ArgumentOutOfRangeException(nameof(recipe)),
+        };
+        var result = t.to(dtype).contiguous();
+        if (ReferenceEquals(result, t) && recipe.Transform != WeightTransform.None) result = result.clone();
+        return result.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Fills every weight of a network from a source, checking shapes; names what is missing.</summary>
+public static class WeightLoader
+{
+    public static void Load(Net net, WeightSource source, ScalarType dtype, string component)
+    {
+        var missing = new List<string>();
+        foreach (var (name, weight) in net.Weights())
+        {
+            var recipe = source.RecipeFor(name);
+            if (recipe is null) { missing.Add(name); continue; }
+            var t = source.Load(name, recipe, dtype);
+            if (!t.shape.SequenceEqual(weight.Shape))
+            {
+                var got = string.Join("x", t.shape);
+                t.Dispose();
+                throw new ModelLoadException(source.FilePath,
+                    $"{component} weight '{recipe.SourceKey}' has shape [{got}], expected [{string.Join("x", weight.Shape)}]");
+            }
+            weight.Value?.Dispose();
+            weight.Value = t;
+        }
+        if (missing.Count > 0)
+        {
+            var examples = string.Join(", ", missing.Take(3).Select(source.ExpectedKey));
+            throw new ModelLoadException(source.FilePath,
+                $"{component}: {missing.Count} weights missing (e.g. {examples}) — not a complete {component} checkpoint");
+        }
+    }
+}
+
+public sealed class ModelLoadException(string path, string problem) : UserErrorException($"{path}: {problem}")
+{
+    public string Path { get; } = path;
+}

@@ -1,0 +1,69 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Models;
+
+/// <summary>
+/// One named parameter slot. Shapes are declared when the network is built; the tensor arrives
+/// when weights are loaded (in the compute dtype), so building a full-size model costs nothing
+/// and no random initialisation is ever paid for.
+/// </summary>
+public sealed class Weight
+{
+    public Weight(long[] shape) => Shape = shape;
+    public long[] Shape { get; }
+    public Tensor? Value { get; set; }
+    public Tensor T => Value ?? throw new InvalidOperationException("weights are not loaded");
+}
+
+/// <summary>
+/// Base of every network block: children and weights carry the names of the checkpoint layout
+/// the module mirrors, so a parameter's full name is the path of names down to it.
+/// Plain classes rather than TorchSharp modules: blocks take several inputs (x, time embedding,
+/// context) and weights are loaded, patched by LoRA and converted by us, not by an optimiser.
+/// </summary>
+public abstract class Net
+{
+    readonly List<(string Name, Net Child)> _children = new();
+    readonly List<(string Name, Weight Weight)> _weights = new();
+
+    protected T Child<T>(string name, T child) where T : Net
+    {
+        _children.Add((name, child));
+        return child;
+    }
+
+    protected Weight Param(string name, params long[] shape)
+    {
+        var w = new Weight(shape);
+        _weights.Add((name, w));
+        return w;
+    }
+
+    /// <summary>Every weight below this block with its dotted name.</summary>
+    public IEnumerable<(string Name, Weight Weight)> Weights(string prefix = "")
+    {
+        foreach (var (n, w) in _weights) yield return (prefix + n, w);
+        foreach (var (n, c) in _children)
+            foreach (var x in c.Weights(prefix + n + "."))
+                yield return x;
+    }
+
+    /// <summary>The dtype the weights were loaded in (the compute dtype).</summary>
+    public ScalarType DType => Weights().First().Weight.T.dtype;
+}
+
+/// <summary>A numbered list of children, as nn.ModuleList / nn.Sequential name them.</summary>
+public sealed class NetList<T> : Net where T : Net
+{
+    readonly List<T> _items = new();
+    public T this[int i] => _items[i];
+    public int Count => _items.Count;
+    public IReadOnlyList<T> Items => _items;
+    public T Add(T item, int? index = null)
+    {
+        Child((index ?? _items.Count).ToString(System.Globalization.CultureInfo.InvariantCulture), item);
+        _items.Add(item);
+        return item;
+    }
+}

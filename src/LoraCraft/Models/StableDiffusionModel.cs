@@ -1,0 +1,38 @@
+using LoraCraft.Models.Clip;
+using LoraCraft.Models.UNet;
+using LoraCraft.Models.Vae;
+using LoraCraft.Text;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Models;
+
+/// <summary>One text encoder with the tokenizer and pad id it is used with.</summary>
+public sealed record TextEncoderSlot(ClipTextModel Model, ClipTokenizer Tokenizer, int PadId);
+
+/// <summary>
+/// A loaded checkpoint: UNet, VAE and one (SD1/SD2) or two (SDXL) text encoders, in one compute
+/// dtype, plus what the pipeline needs to know about the family.
+/// </summary>
+public sealed class StableDiffusionModel : IDisposable
+{
+    public required string SourcePath { get; init; }
+    public required ModelFamily Family { get; init; }
+    public required bool Inpainting { get; init; }
+    public required Prediction Prediction { get; init; }
+    public required UNetModel UNet { get; init; }
+    public required VaeModel Vae { get; init; }
+    public required IReadOnlyList<TextEncoderSlot> TextEncoders { get; init; }
+    public double LatentScale => Family.LatentScale();
+    public ScalarType DType => UNet.DType;
+
+    public void Dispose()
+    {
+        IEnumerable<Net> nets = [UNet, Vae, .. TextEncoders.Select(t => t.Model)];
+        foreach (var net in nets)
+            foreach (var (_, w) in net.Weights())
+            {
+                w.Value?.Dispose();
+                w.Value = null;
+            }
+    }
+}

@@ -1,0 +1,292 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Sampling;
+
+/// <summary>The model seen by a sampler: x at noise level sigma -> its denoised estimate.</summary>
+public delegate Tensor Denoiser(Tensor x, float sigma);
+
+/// <summary>Fresh standard-normal noise of the latent's shape (ancestral samplers).</summary>
+public delegate Tensor NoiseSource();
+
+public readonly record struct SamplerStep(int Index, int Total);
+
+/// <summary>Per-run plumbing shared by every sampler: progress and cancellation.</summary>
+public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, CancellationToken Cancel = default)
+{
+    public void Step(int i, int total)
+    {
+        Cancel.ThrowIfCancellationRequested();
+        Progress?.Report(new SamplerStep(i + 1, total));
+    }
+}
+
+/// <summary>
+/// k-diffusion's samplers, each a short pure function of (denoiser, x, sigmas) with default
+/// parameters (eta 1, s_noise 1, no churn). Guidance and masks live in the denoiser.
+/// Every sampler owns its input x and returns a new tensor.
+/// </summary>
+public static class Samplers
+{
+    public static readonly string[] Names =
+        ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral", "dpmpp_2m", "ddim"];
+
+    public static bool IsAncestral(string name) => name is "euler_ancestral" or "dpm_2_ancestral" or "dpmpp_2s_ancestral";
+
+    public static Tensor Sample(string name, Denoiser model, Tensor x, float[] sigmas, NoiseSource noise, SamplerContext? ctx = null)
+    {
+        ctx ??= new SamplerContext();
+        return name switch
+        {
+            "euler" or "ddim" => Euler(model, x, sigmas, ctx),
+            "euler_ancestral" => EulerAncestral(model, x, sigmas, noise, ctx),
+            "heun" => Heun(model, x, sigmas, ctx),
+            "dpm_2" => Dpm2(model, x, sigmas, ctx),
+            "dpm_2_ancestral" => Dpm2Ancestral(model, x, sigmas, noise, ctx),
+            "lms" => Lms(model, x, sigmas, ctx),
+            "dpmpp_2s_ancestral" => DpmPp2sAncestral(model, x, sigmas, noise, ctx),
+            "dpmpp_2m" => DpmPp2m(model, x, sigmas, ctx),
+            _ => throw new UserErrorException($"unknown sampler '{name}' (known: {string.Join(", ", Names)})"),
+        };
+    }
+
+    /// <summary>The ODE derivative dx/dsigma = (x - denoised) / sigma.</summary>
+    static Tensor ToD(Tensor x, double sigma, Tensor denoised)
+    {
+        using var diff = x - denoised;
+        return diff.div_(sigma);
+    }
+
+    /// <summary>Splits a step into a deterministic part (down) and fresh noise (up), eta = 1.</summary>
+    public static (double Down, double Up) AncestralStep(double from, double to, double eta = 1)
+    {
+        if (eta == 0) return (to, 0);
+        double up = Math.Min(to, eta * Math.Sqrt(to * to * (from * from - to * to) / (from * from)));
+        double down = Math.Sqrt(to * to - up * up);
+        return (down, up);
+    }
+
+    static Tensor Replace(Tensor old, Tensor next)
+    {
+        old.Dispose();
+        return next;
+    }
+
+    public static Tensor Euler(Denoiser model, Tensor x, float[] sigmas, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            using var d = ToD(x, sigmas[i], denoised);
+            x = Replace(x, x + d * (double)(sigmas[i + 1] - sigmas[i]));
+            ctx.Step(i, n);
+        }
+        return x;
+    }
+
+    public static Tensor EulerAncestral(Denoiser model, Tensor x, float[] sigmas, NoiseSource noise, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            var (down, up) = AncestralStep(sigmas[i], sigmas[i + 1]);
+            using var d = ToD(x, sigmas[i], denoised);
+            x = Replace(x, x + d * (down - sigmas[i]));
+            if (sigmas[i + 1] > 0)
+            {
+                using var z = noise();
+                x.add_(z * up);
+            }
+            ctx.Step(i, n);
+        }
+        return x;
+    }
+
+    public static Tensor Heun(Denoiser model, Tensor x, float[] sigmas, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            using var d = ToD(x, sigmas[i], denoised);
+            double dt = sigmas[i + 1] - sigmas[i];
+            if (sigmas[i + 1] == 0)
+            {
+                x = Replace(x, x + d * dt);
+            }
+            else
+            {
+                using var x2 = x + d * dt;
+                using var denoised2 = model(x2, sigmas[i + 1]);
+                using var d2 = ToD(x2, sigmas[i + 1], denoised2);
+                using var avg = (d + d2) / 2;
+                x = Replace(x, x + avg * dt);
+            }
+            ctx.Step(i, n);
+        }
+        return x;
+    }
+
+    public static Tensor Dpm2(Denoiser model, Tensor x, float[] sigmas, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            using var d = ToD(x, sigmas[i], denoised);
+            if (sigmas[i + 1] == 0)
+            {
+                x = Replace(x, x + d * (double)(sigmas[i + 1] - sigmas[i]));
+            }
+            else
+            {
+                // midpoint in log sigma
+                float mid = MathF.Exp((MathF.Log(sigmas[i]) + MathF.Log(sigmas[i + 1])) / 2);
+                using var x2 = x + d * (double)(mid - sigmas[i]);
+                using var denoised2 = model(x2, mid);
+                using var d2 = ToD(x2, mid, denoised2);
+                x = Replace(x, x + d2 * (double)(sigmas[i + 1] - sigmas[i]));
+            }
+            ctx.Step(i, n);
+        }
+        return x;
+    }
+
+    public static Tensor Dpm2Ancestral(Denoiser model, Tensor x, float[] sigmas, NoiseSource noise, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            var (down, up) = AncestralStep(sigmas[i], sigmas[i + 1]);
+            using var d = ToD(x, sigmas[i], denoised);
+            if (down == 0)
+            {
+                x = Replace(x, x + d * (down - sigmas[i]));
+            }
+            else
+            {
+                double mid = Math.Exp((Math.Log(sigmas[i]) + Math.Log(down)) / 2);
+                using var x2 = x + d * (mid - sigmas[i]);
+                using var denoised2 = model(x2, (float)mid);
+                using var d2 = ToD(x2, mid, denoised2);
+                x = Replace(x, x + d2 * (down - sigmas[i]));
+            }
+            if (sigmas[i + 1] > 0)
+            {
+                using var z = noise();
+                x.add_(z * up);
+            }
+            ctx.Step(i, n);
+        }
+        return x;
+    }
+
+    /// <summary>Linear multistep of order 4: Adams-Bashforth coefficients over the sigma grid.</summary>
+    public static Tensor Lms(Denoiser model, Tensor x, float[] sigmas, SamplerContext ctx, int order = 4)
+    {
+        int n = sigmas.Length - 1;
+        var t = sigmas.Select(s => (double)s).ToArray();
+        var ds = new List<Tensor>();
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            ds.Add(ToD(x, sigmas[i], denoised));
+            if (ds.Count > order) { ds[0].Dispose(); ds.RemoveAt(0); }
+            int cur = Math.Min(i + 1, order);
+            var update = torch.zeros_like(x);
+            for (int j = 0; j < cur; j++)
+                update.add_(ds[ds.Count - 1 - j] * LmsCoefficient(cur, t, i, j));
+            x = Replace(x, x + update);
+            update.Dispose();
+            ctx.Step(i, n);
+        }
+        foreach (var d in ds) d.Dispose();
+        return x;
+    }
+
+    /// <summary>
+    /// Integral over [t_i, t_{i+1}] of the Lagrange basis polynomial for point i-j among the
+    /// last <paramref name="order"/> points; Gauss-Legendre with 4 nodes is exact for these cubics.
+    /// </summary>
+    public static double LmsCoefficient(int order, double[] t, int i, int j)
+    {
+        double Basis(double tau)
+        {
+            double prod = 1;
+            for (int k = 0; k < order; k++)
+                if (k != j) prod *= (tau - t[i - k]) / (t[i - j] - t[i - k]);
+            return prod;
+        }
+        double a = t[i], b = t[i + 1], half = (b - a) / 2, mid = (a + b) / 2;
+        double[] nodes = [-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526];
+        double[] weights = [0.3478548451374538, 0.6521451548625461, 0.6521451548625461, 0.3478548451374538];
+        double sum = 0;
+        for (int q = 0; q < 4; q++) sum += weights[q] * Basis(mid + half * nodes[q]);
+        return sum * half;
+    }
+
+    public static Tensor DpmPp2sAncestral(Denoiser model, Tensor x, float[] sigmas, NoiseSource noise, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        for (int i = 0; i < n; i++)
+        {
+            using var denoised = model(x, sigmas[i]);
+            var (down, up) = AncestralStep(sigmas[i], sigmas[i + 1]);
+            if (down == 0)
+            {
+                using var d = ToD(x, sigmas[i], denoised);
+                x = Replace(x, x + d * (down - sigmas[i]));
+            }
+            else
+            {
+                // DPM-Solver++(2S): half a step in log-sigma time, then the full step from there
+                double tNow = -Math.Log(sigmas[i]), tNext = -Math.Log(down);
+                double h = tNext - tNow, s = tNow + 0.5 * h;
+                using var x2 = x * (Math.Exp(-s) / Math.Exp(-tNow)) - denoised * double.ExpM1(-h * 0.5);
+                using var denoised2 = model(x2, (float)Math.Exp(-s));
+                x = Replace(x, x * (Math.Exp(-tNext) / Math.Exp(-tNow)) - denoised2 * double.ExpM1(-h));
+            }
+            if (sigmas[i + 1] > 0)
+            {
+                using var z = noise();
+                x.add_(z * up);
+            }
+            ctx.Step(i, n);
+        }
+        return x;
+    }
+
+    public static Tensor DpmPp2m(Denoiser model, Tensor x, float[] sigmas, SamplerContext ctx)
+    {
+        int n = sigmas.Length - 1;
+        Tensor? oldDenoised = null;
+        for (int i = 0; i < n; i++)
+        {
+            var denoised = model(x, sigmas[i]);
+            double t = -Math.Log(sigmas[i]);
+            double tNext = sigmas[i + 1] > 0 ? -Math.Log(sigmas[i + 1]) : double.PositiveInfinity;
+            double h = tNext - t;
+            double ratio = sigmas[i + 1] / (double)sigmas[i]; // sigma_fn(t_next) / sigma_fn(t)
+            double expm1 = sigmas[i + 1] > 0 ? double.ExpM1(-h) : -1;
+            if (oldDenoised is null || sigmas[i + 1] == 0)
+            {
+                x = Replace(x, x * ratio - denoised * expm1);
+            }
+            else
+            {
+                double hLast = t - (-Math.Log(sigmas[i - 1]));
+                double r = hLast / h;
+                using var blended = denoised * (1 + 1 / (2 * r)) - oldDenoised * (1 / (2 * r));
+                x = Replace(x, x * ratio - blended * expm1);
+            }
+            oldDenoised?.Dispose();
+            oldDenoised = denoised;
+            ctx.Step(i, n);
+        }
+        oldDenoised?.Dispose();
+        return x;
+    }
+}

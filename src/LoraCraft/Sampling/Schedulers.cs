@@ -1,0 +1,86 @@
+namespace LoraCraft.Sampling;
+
+/// <summary>
+/// Sigma schedules (decreasing, ending in 0) as ComfyUI computes them, in float32 arithmetic
+/// where it uses float32 tensors so schedules match it to the last bit.
+/// </summary>
+public static class Schedulers
+{
+    public static readonly string[] Names = ["normal", "karras", "exponential", "sgm_uniform", "simple"];
+
+    public static float[] Compute(string name, NoiseSchedule s, int steps) => name switch
+    {
+        "normal" => Normal(s, steps, sgm: false),
+        "sgm_uniform" => Normal(s, steps, sgm: true),
+        "karras" => Karras(steps, s.SigmaMin, s.SigmaMax),
+        "exponential" => Exponential(steps, s.SigmaMin, s.SigmaMax),
+        "simple" => Simple(s, steps),
+        _ => throw new UserErrorException($"unknown scheduler '{name}' (known: {string.Join(", ", Names)})"),
+    };
+
+    /// <summary>
+    /// For denoise &lt; 1: the schedule of int(steps / denoise) steps, keeping its last steps + 1 sigmas.
+    /// </summary>
+    public static float[] ForDenoise(string name, NoiseSchedule s, int steps, double denoise)
+    {
+        if (steps < 1) throw new UserErrorException($"steps must be 1 or more, got {steps}");
+        if (denoise is <= 0 or > 1) throw new UserErrorException($"denoise must be in (0, 1], got {denoise}");
+        if (denoise >= 1) return Compute(name, s, steps);
+        int total = (int)(steps / denoise);
+        var all = Compute(name, s, total);
+        return all[^(steps + 1)..];
+    }
+
+    /// <summary>Timesteps evenly spaced from the largest to the smallest, as sigmas.</summary>
+    static float[] Normal(NoiseSchedule s, int steps, bool sgm)
+    {
+        float start = s.Timestep(s.SigmaMax), end = s.Timestep(s.SigmaMin);
+        bool appendZero = true;
+        float[] ts;
+        if (sgm)
+        {
+            ts = Linspace(start, end, steps + 1)[..^1];
+        }
+        else
+        {
+            if (Math.Abs(s.Sigma(end)) < 1e-5) { steps += 1; appendZero = false; }
+            ts = Linspace(start, end, steps);
+        }
+        var sigmas = ts.Select(s.Sigma).ToList();
+        if (appendZero) sigmas.Add(0);
+        return sigmas.ToArray();
+    }
+
+    /// <summary>Karras et al. (2022) schedule with rho = 7.</summary>
+    public static float[] Karras(int steps, float sigmaMin, float sigmaMax, float rho = 7)
+    {
+        var ramp = Linspace(0, 1, steps);
+        float minInv = MathF.Pow(sigmaMin, 1 / rho), maxInv = MathF.Pow(sigmaMax, 1 / rho);
+        return ramp.Select(r => MathF.Pow(maxInv + r * (minInv - maxInv), rho)).Append(0f).ToArray();
+    }
+
+    /// <summary>Evenly spaced in log sigma.</summary>
+    public static float[] Exponential(int steps, float sigmaMin, float sigmaMax) =>
+        Linspace(MathF.Log(sigmaMax), MathF.Log(sigmaMin), steps).Select(MathF.Exp).Append(0f).ToArray();
+
+    /// <summary>ComfyUI's `simple`: every (N / steps)-th training sigma from the top.</summary>
+    static float[] Simple(NoiseSchedule s, int steps)
+    {
+        double stride = (double)s.Sigmas.Length / steps;
+        var sigmas = new List<float>();
+        for (int x = 0; x < steps; x++) sigmas.Add(s.Sigmas[^(1 + (int)(x * stride))]);
+        sigmas.Add(0);
+        return sigmas.ToArray();
+    }
+
+    /// <summary>torch.linspace in float32: start + i * step for the first half, end - (n-1-i) * step after.</summary>
+    internal static float[] Linspace(float start, float end, int n)
+    {
+        if (n == 1) return [start];
+        var r = new float[n];
+        float step = (end - start) / (n - 1);
+        int half = n / 2;
+        for (int i = 0; i < n; i++) r[i] = i < half ? start + step * i : end - step * (n - 1 - i);
+        return r;
+    }
+}
