@@ -21,13 +21,16 @@ public sealed class NoiseSchedule
         Sigmas = new float[steps];
         _logSigmas = new float[steps];
         double a = Math.Sqrt(linearStart), b = Math.Sqrt(linearEnd);
+        double step = (b - a) / (steps - 1);
         double cumprod = 1;
         for (int i = 0; i < steps; i++)
         {
-            double s = a + (b - a) * i / (steps - 1);
+            // torch.linspace's float64 formula, then everything in float64 until stored
+            double s = i < steps / 2 ? a + step * i : b - step * (steps - 1 - i);
             cumprod *= 1 - s * s;
-            Sigmas[i] = (float)Math.Sqrt((1 - cumprod) / cumprod);
-            _logSigmas[i] = MathF.Log(Sigmas[i]);
+            double sigma = Math.Sqrt((1 - cumprod) / cumprod);
+            Sigmas[i] = (float)sigma;
+            _logSigmas[i] = (float)Math.Log(sigma);
         }
     }
 

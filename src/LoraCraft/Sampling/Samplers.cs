@@ -53,17 +53,27 @@ public static class Samplers
     /// <summary>The ODE derivative dx/dsigma = (x - denoised) / sigma.</summary>
     static Tensor ToD(Tensor x, double sigma, Tensor denoised)
     {
-        using var diff = x - denoised;
+        var diff = x - denoised;
         return diff.div_(sigma);
     }
 
-    /// <summary>Splits a step into a deterministic part (down) and fresh noise (up), eta = 1.</summary>
-    public static (double Down, double Up) AncestralStep(double from, double to, double eta = 1)
+    /// <summary>
+    /// Splits a step into a deterministic part (down) and fresh noise (up), eta = 1. In float32,
+    /// as k-diffusion computes it on 0-d tensors: the sub-step sigmas pick the UNet's timestep.
+    /// </summary>
+    public static (float Down, float Up) AncestralStep(float from, float to, float eta = 1)
     {
         if (eta == 0) return (to, 0);
-        double up = Math.Min(to, eta * Math.Sqrt(to * to * (from * from - to * to) / (from * from)));
-        double down = Math.Sqrt(to * to - up * up);
+        float up = MathF.Min(to, eta * MathF.Sqrt(to * to * (from * from - to * to) / (from * from)));
+        float down = MathF.Sqrt(to * to - up * up);
         return (down, up);
+    }
+
+    /// <summary>exp(lerp(log a, log b, 0.5)) in float32: the log-space midpoint of the DPM2 samplers.</summary>
+    static float LogMidpoint(float a, float b)
+    {
+        float la = MathF.Log(a), lb = MathF.Log(b);
+        return MathF.Exp(la + 0.5f * (lb - la));
     }
 
     static Tensor Replace(Tensor old, Tensor next)
@@ -93,11 +103,11 @@ public static class Samplers
             using var denoised = model(x, sigmas[i]);
             var (down, up) = AncestralStep(sigmas[i], sigmas[i + 1]);
             using var d = ToD(x, sigmas[i], denoised);
-            x = Replace(x, x + d * (down - sigmas[i]));
+            x = Replace(x, x + d * (double)(down - sigmas[i]));
             if (sigmas[i + 1] > 0)
             {
                 using var z = noise();
-                x.add_(z * up);
+                x.add_(z * (double)up);
             }
             ctx.Step(i, n);
         }
@@ -143,7 +153,7 @@ public static class Samplers
             else
             {
                 // midpoint in log sigma
-                float mid = MathF.Exp((MathF.Log(sigmas[i]) + MathF.Log(sigmas[i + 1])) / 2);
+                float mid = LogMidpoint(sigmas[i], sigmas[i + 1]);
                 using var x2 = x + d * (double)(mid - sigmas[i]);
                 using var denoised2 = model(x2, mid);
                 using var d2 = ToD(x2, mid, denoised2);
@@ -164,20 +174,20 @@ public static class Samplers
             using var d = ToD(x, sigmas[i], denoised);
             if (down == 0)
             {
-                x = Replace(x, x + d * (down - sigmas[i]));
+                x = Replace(x, x + d * (double)(down - sigmas[i]));
             }
             else
             {
-                double mid = Math.Exp((Math.Log(sigmas[i]) + Math.Log(down)) / 2);
-                using var x2 = x + d * (mid - sigmas[i]);
-                using var denoised2 = model(x2, (float)mid);
+                float mid = LogMidpoint(sigmas[i], down);
+                using var x2 = x + d * (double)(mid - sigmas[i]);
+                using var denoised2 = model(x2, mid);
                 using var d2 = ToD(x2, mid, denoised2);
-                x = Replace(x, x + d2 * (down - sigmas[i]));
+                x = Replace(x, x + d2 * (double)(down - sigmas[i]));
             }
             if (sigmas[i + 1] > 0)
             {
                 using var z = noise();
-                x.add_(z * up);
+                x.add_(z * (double)up);
             }
             ctx.Step(i, n);
         }
@@ -238,21 +248,23 @@ public static class Samplers
             if (down == 0)
             {
                 using var d = ToD(x, sigmas[i], denoised);
-                x = Replace(x, x + d * (down - sigmas[i]));
+                x = Replace(x, x + d * (double)(down - sigmas[i]));
             }
             else
             {
                 // DPM-Solver++(2S): half a step in log-sigma time, then the full step from there
-                double tNow = -Math.Log(sigmas[i]), tNext = -Math.Log(down);
-                double h = tNext - tNow, s = tNow + 0.5 * h;
-                using var x2 = x * (Math.Exp(-s) / Math.Exp(-tNow)) - denoised * double.ExpM1(-h * 0.5);
-                using var denoised2 = model(x2, (float)Math.Exp(-s));
-                x = Replace(x, x * (Math.Exp(-tNext) / Math.Exp(-tNow)) - denoised2 * double.ExpM1(-h));
+                // (float32, like k-diffusion's 0-d tensors: the midpoint sigma picks a timestep)
+                float tNow = -MathF.Log(sigmas[i]), tNext = -MathF.Log(down);
+                float h = tNext - tNow, s = tNow + 0.5f * h;
+                float sigmaS = MathF.Exp(-s);
+                using var x2 = x * (double)(sigmaS / MathF.Exp(-tNow)) - denoised * double.ExpM1(-h * 0.5);
+                using var denoised2 = model(x2, sigmaS);
+                x = Replace(x, x * (double)(MathF.Exp(-tNext) / MathF.Exp(-tNow)) - denoised2 * double.ExpM1(-h));
             }
             if (sigmas[i + 1] > 0)
             {
                 using var z = noise();
-                x.add_(z * up);
+                x.add_(z * (double)up);
             }
             ctx.Step(i, n);
         }

@@ -54,14 +54,16 @@ public static class Schedulers
     /// <summary>Karras et al. (2022) schedule with rho = 7.</summary>
     public static float[] Karras(int steps, float sigmaMin, float sigmaMax, float rho = 7)
     {
+        // k-diffusion: the inverse-rho powers are Python floats, the ramp a float32 tensor
         var ramp = Linspace(0, 1, steps);
-        float minInv = MathF.Pow(sigmaMin, 1 / rho), maxInv = MathF.Pow(sigmaMax, 1 / rho);
-        return ramp.Select(r => MathF.Pow(maxInv + r * (minInv - maxInv), rho)).Append(0f).ToArray();
+        float minInv = (float)Math.Pow(sigmaMin, 1.0 / rho), maxInv = (float)Math.Pow(sigmaMax, 1.0 / rho);
+        float span = (float)(Math.Pow(sigmaMin, 1.0 / rho) - Math.Pow(sigmaMax, 1.0 / rho));
+        return ramp.Select(r => MathF.Pow(maxInv + r * span, rho)).Append(0f).ToArray();
     }
 
     /// <summary>Evenly spaced in log sigma.</summary>
     public static float[] Exponential(int steps, float sigmaMin, float sigmaMax) =>
-        Linspace(MathF.Log(sigmaMax), MathF.Log(sigmaMin), steps).Select(MathF.Exp).Append(0f).ToArray();
+        Linspace((float)Math.Log(sigmaMax), (float)Math.Log(sigmaMin), steps).Select(MathF.Exp).Append(0f).ToArray();
 
     /// <summary>ComfyUI's `simple`: every (N / steps)-th training sigma from the top.</summary>
     static float[] Simple(NoiseSchedule s, int steps)

@@ -150,7 +150,7 @@ public sealed class UNetModel : Net
     {
         int half = dim / 2;
         using var scope = NewDisposeScope();
-        var freqs = exp(arange(half, ScalarType.Float32) * (-Math.Log(maxPeriod) / half));
+        var freqs = exp(arange(half, ScalarType.Float32) * -Math.Log(maxPeriod) / half); // LDM's exact order of operations
         var args = timesteps.to(ScalarType.Float32).unsqueeze(1) * freqs.unsqueeze(0);
         var emb = cat([cos(args), sin(args)], 1);
         if (dim % 2 == 1) emb = cat([emb, zeros(emb.shape[0], 1)], 1);

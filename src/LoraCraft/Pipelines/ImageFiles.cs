@@ -1,0 +1,191 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Text;
+using SkiaSharp;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Pipelines;
+
+/// <summary>
+/// PNG in and out: images as float tensors [1,3,H,W] in [0,1], masks as [1,1,H,W], and the
+/// A1111 `parameters` text chunk that other tools read.
+/// </summary>
+public static class ImageFiles
+{
+    public const string ParametersKey = "parameters";
+
+    /// <summary>RGB image as [1,3,H,W] = bytes / 255, resized (high quality) to width x height when given.</summary>
+    public static Tensor LoadRgb(string path, int? width = null, int? height = null) => Load(path, width, height, mask: false);
+
+    /// <summary>Grayscale mask as [1,1,H,W] in [0,1]; white = repaint. Uses the luma of RGB masks.</summary>
+    public static Tensor LoadMask(string path, int? width = null, int? height = null) => Load(path, width, height, mask: true);
+
+    static Tensor Load(string path, int? width, int? height, bool mask)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"image not found: {path}", path);
+        using var decoded = SKBitmap.Decode(path) ?? throw new UserErrorException($"{path}: not a readable image");
+        var bitmap = decoded;
+        SKBitmap? resized = null;
+        if ((width ?? decoded.Width) != decoded.Width || (height ?? decoded.Height) != decoded.Height)
+        {
+            resized = decoded.Resize(new SKImageInfo(width!.Value, height!.Value, SKColorType.Rgba8888, SKAlphaType.Unpremul),
+                                     new SKSamplingOptions(SKCubicResampler.Mitchell))
+                      ?? throw new UserErrorException($"{path}: cannot resize to {width}x{height}");
+            bitmap = resized;
+        }
+        try
+        {
+            int w = bitmap.Width, h = bitmap.Height;
+            var data = new float[(mask ? 1 : 3) * h * w];
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                {
+                    var c = bitmap.GetPixel(x, y);
+                    int i = y * w + x;
+                    if (mask)
+                        data[i] = (c.Red == c.Green && c.Green == c.Blue ? c.Red : 0.299f * c.Red + 0.587f * c.Green + 0.114f * c.Blue) / 255f;
+                    else
+                    {
+                        data[i] = c.Red / 255f;
+                        data[h * w + i] = c.Green / 255f;
+                        data[2 * h * w + i] = c.Blue / 255f;
+                    }
+                }
+            return torch.tensor(data, [1, mask ? 1 : 3, h, w]);
+        }
+        finally
+        {
+            resized?.Dispose();
+        }
+    }
+
+    /// <summary>[1,3,H,W] in [0,1] -> 8-bit RGB, truncating like ComfyUI and A1111 (255 * x, clipped).</summary>
+    public static byte[] ToRgbBytes(Tensor image)
+    {
+        using var scope = NewDisposeScope();
+        var hwc = (image[0].clamp(0, 1) * 255).clamp(0, 255).to(ScalarType.Byte).permute(1, 2, 0).contiguous();
+        return hwc.data<byte>().ToArray();
+    }
+
+    /// <summary>Writes a PNG (temp file, then rename) with optional text chunks.</summary>
+    public static void SavePng(string path, Tensor image, IReadOnlyDictionary<string, string>? text = null)
+    {
+        int h = (int)image.shape[2], w = (int)image.shape[3];
+        var rgb = ToRgbBytes(image);
+        using var bitmap = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        var pixels = new byte[w * h * 4];
+        for (int i = 0; i < w * h; i++)
+        {
+            pixels[4 * i] = rgb[3 * i];
+            pixels[4 * i + 1] = rgb[3 * i + 1];
+            pixels[4 * i + 2] = rgb[3 * i + 2];
+            pixels[4 * i + 3] = 255;
+        }
+        System.Runtime.InteropServices.Marshal.Copy(pixels, 0, bitmap.GetPixels(), pixels.Length);
+        using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100) ?? throw new InvalidOperationException("PNG encoding failed");
+        var png = encoded.ToArray();
+        if (text is { Count: > 0 }) png = InsertTextChunks(png, text);
+        AtomicFile.WriteAllBytes(path, png);
+    }
+
+    /// <summary>Adds tEXt chunks (iTXt when the value is not Latin-1, as PIL does) right after IHDR.</summary>
+    public static byte[] InsertTextChunks(byte[] png, IReadOnlyDictionary<string, string> text)
+    {
+        const int ihdrEnd = 8 + 8 + 13 + 4;
+        using var ms = new MemoryStream();
+        ms.Write(png, 0, ihdrEnd);
+        foreach (var (key, value) in text)
+        {
+            bool latin1 = value.All(ch => ch <= 0xFF);
+            byte[] body = latin1
+                ? [.. Encoding.Latin1.GetBytes(key), 0, .. Encoding.Latin1.GetBytes(value)]
+                : [.. Encoding.Latin1.GetBytes(key), 0, 0, 0, 0, 0, .. Encoding.UTF8.GetBytes(value)];
+            WriteChunk(ms, latin1 ? "tEXt" : "iTXt", body);
+        }
+        ms.Write(png, ihdrEnd, png.Length - ihdrEnd);
+        return ms.ToArray();
+    }
+
+    static void WriteChunk(Stream s, string type, byte[] body)
+    {
+        Span<byte> len = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(len, body.Length);
+        s.Write(len);
+        var typeBytes = Encoding.ASCII.GetBytes(type);
+        s.Write(typeBytes);
+        s.Write(body);
+        var crc = new Crc32();
+        crc.Append(typeBytes);
+        crc.Append(body);
+        Span<byte> c = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(c, crc.GetCurrentHashAsUInt32());
+        s.Write(c);
+    }
+
+    /// <summary>Text chunks (tEXt, iTXt uncompressed, zTXt) of a PNG file.</summary>
+    public static Dictionary<string, string> ReadTextChunks(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var result = new Dictionary<string, string>();
+        if (bytes.Length < 8 || !bytes.AsSpan(0, 8).SequenceEqual(new byte[] { 137, 80, 78, 71, 13, 10, 26, 10 }))
+            throw new UserErrorException($"{path}: not a PNG file");
+        int pos = 8;
+        while (pos + 8 <= bytes.Length)
+        {
+            int len = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(pos));
+            if (len < 0 || pos + 12 + (long)len > bytes.Length) throw new UserErrorException($"{path}: truncated PNG chunk at byte {pos}");
+            string type = Encoding.ASCII.GetString(bytes, pos + 4, 4);
+            var body = bytes.AsSpan(pos + 8, len);
+            int nul = body.IndexOf((byte)0);
+            if (nul > 0)
+            {
+                string key = Encoding.Latin1.GetString(body[..nul]);
+                if (type == "tEXt") result[key] = Encoding.Latin1.GetString(body[(nul + 1)..]);
+                else if (type == "zTXt") result[key] = Inflate(body[(nul + 2)..]);
+                else if (type == "iTXt")
+                {
+                    bool compressed = body[nul + 1] == 1;
+                    var rest = body[(nul + 3)..];
+                    int langEnd = rest.IndexOf((byte)0);
+                    rest = rest[(langEnd + 1)..];
+                    int transEnd = rest.IndexOf((byte)0);
+                    rest = rest[(transEnd + 1)..];
+                    result[key] = compressed ? Inflate(rest) : Encoding.UTF8.GetString(rest);
+                }
+            }
+            if (type == "IEND") break;
+            pos += 12 + len;
+        }
+        return result;
+    }
+
+    static string Inflate(ReadOnlySpan<byte> data)
+    {
+        using var input = new MemoryStream(data.ToArray());
+        using var z = new System.IO.Compression.ZLibStream(input, System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(z, Encoding.UTF8);
+        return reader.ReadToEnd();
+    }
+}
+
+/// <summary>Writes a file so that readers never see half of it: temp file in the same folder, then rename.</summary>
+public static class AtomicFile
+{
+    public static void WriteAllBytes(string path, byte[] bytes)
+    {
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"output folder does not exist: {dir}");
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            File.WriteAllBytes(tmp, bytes);
+            File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+}
