@@ -15,6 +15,7 @@ namespace LoraCraft.Cli
             Commands:
               tokenize --tokenizer DIR [--json] TEXT   CLIP token ids of TEXT (start/end included)
               inspect FILE [--json]                    summary of a safetensors file
+              tokenizer download [--to DIR] [--base-url URL]   fetch the CLIP vocabulary (default: HF cache)
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -45,6 +46,7 @@ namespace LoraCraft.Cli
                 {
                     "tokenize" => Commands.TokenizeCommand.Run(tail, stdout),
                     "inspect" => Commands.InspectCommand.Run(tail, stdout),
+                    "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

@@ -41,7 +41,9 @@ public static class ModelConfigs
         var toK = h.Tensors.First(t => t.Name.StartsWith(prefix, StringComparison.Ordinal) && t.Name.EndsWith("attn2.to_k.weight", StringComparison.Ordinal));
         var projIn = h.Tensors.First(t => t.Name.StartsWith(prefix, StringComparison.Ordinal) && t.Name.EndsWith("proj_in.weight", StringComparison.Ordinal));
         int adm = h.TryGet(prefix + "label_emb.0.0.weight", out var label) ? (int)label.Shape[1] : 0;
-        headsFor ??= (level, ch) => family == ModelFamily.Sd1 ? 8 : ch / 64;
+        // Widths under one 64-wide head (test-size models) would give 0 heads: one head keeps the
+        // network runnable; a config folder gives the true count.
+        headsFor ??= (level, ch) => family == ModelFamily.Sd1 ? 8 : Math.Max(1, ch / 64);
         return new UNetConfig
         {
             InChannels = (int)convIn[1],
@@ -159,7 +161,7 @@ public static class ModelConfigs
             Hidden = hidden,
             Intermediate = (int)fc1[0],
             Layers = layers,
-            Heads = hidden / 64,
+            Heads = Math.Max(1, hidden / 64), // at least one: see UNetFromShapes
             Activation = activation,
             ProjectionDim = projection,
             EosTokenId = eosId,
