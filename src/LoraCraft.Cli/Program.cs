@@ -16,6 +16,9 @@ namespace LoraCraft.Cli
               tokenize --tokenizer DIR [--json] TEXT   CLIP token ids of TEXT (start/end included)
               inspect FILE [--json]                    summary of a safetensors file
               tokenizer download [--to DIR] [--base-url URL]   fetch the CLIP vocabulary (default: HF cache)
+              generate --model PATH --prompt TEXT --out FILE.png [options]
+                                                       txt2img / img2img / inpainting (see README)
+              png-info FILE                            generation parameters stored in a PNG
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -47,6 +50,8 @@ namespace LoraCraft.Cli
                     "tokenize" => Commands.TokenizeCommand.Run(tail, stdout),
                     "inspect" => Commands.InspectCommand.Run(tail, stdout),
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
+                    "generate" => RunCancellable(tail, stdout, stderr),
+                    "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }
@@ -62,6 +67,21 @@ namespace LoraCraft.Cli
                 stderr.WriteLine(debug ? e.ToString() : "(run again with --debug for details)");
                 return 1;
             }
+        }
+
+        /// <summary>Ctrl-C stops generation between steps; nothing half-written is left behind.</summary>
+        static int RunCancellable(string[] tail, TextWriter stdout, TextWriter stderr)
+        {
+            using var cts = new CancellationTokenSource();
+            ConsoleCancelEventHandler handler = (_, e) => { e.Cancel = true; cts.Cancel(); };
+            Console.CancelKeyPress += handler;
+            try { return Commands.GenerateCommand.Run(tail, stdout, stderr, cts.Token); }
+            catch (OperationCanceledException)
+            {
+                stderr.WriteLine("cancelled: no file written for the unfinished image");
+                return 130;
+            }
+            finally { Console.CancelKeyPress -= handler; }
         }
 
         /// <summary>The one-line message for a mistake the user can fix, or null for a bug.</summary>

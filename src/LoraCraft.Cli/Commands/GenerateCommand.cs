@@ -1,0 +1,120 @@
+using System.Globalization;
+using LoraCraft.IO;
+using LoraCraft.Models;
+using LoraCraft.Models.Loading;
+using LoraCraft.Pipelines;
+using LoraCraft.Sampling;
+using TorchSharp;
+
+namespace LoraCraft.Cli.Commands;
+
+/// <summary>`loracraft generate`: txt2img, img2img and inpainting from the command line.</summary>
+public static class GenerateCommand
+{
+    public const string Version = "loracraft 0.1.0";
+
+    static readonly string[] Flags = ["quiet", "inpaint-crop", "demo"];
+    static readonly string[] Options =
+    [
+        "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
+        "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
+        "batch-count", "out", "save-latent", "from-png", "prediction",
+    ];
+
+    public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
+    {
+        var a = new Args("generate", argv, Flags, Options);
+        if (a.Positionals.Count > 0) throw new UserErrorException($"unexpected argument '{a.Positionals[0]}' (the prompt goes after --prompt)");
+        string outPath = a.Require("out");
+        if (!outPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UserErrorException($"--out must name a .png file, got '{outPath}'");
+        string modelPath = a.Require("model");
+        var prediction = a.Get("prediction") switch
+        {
+            null => (Prediction?)null,
+            "v" or "v_prediction" => Prediction.V,
+            "eps" or "epsilon" => Prediction.Epsilon,
+            var p => throw new UserErrorException($"--prediction must be eps or v, got '{p}'"),
+        };
+
+        // settings from a PNG first, then explicit options on top
+        var request = new GenerationRequest();
+        GenerationParameters? fromPng = null;
+        if (a.Get("from-png") is { } png)
+        {
+            var text = ImageFiles.ReadTextChunks(png);
+            if (!text.TryGetValue(ImageFiles.ParametersKey, out var parameters))
+                throw new UserErrorException($"{png}: no '{ImageFiles.ParametersKey}' text in this PNG");
+            fromPng = GenerationParameters.Parse(parameters);
+            request = fromPng.ApplyTo(request);
+        }
+        else if (a.Get("prompt") is null) throw new UserErrorException("'generate' needs --prompt (or --from-png)");
+
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var model = CheckpointLoader.Load(modelPath, new LoadOptions
+        {
+            ConfigDir = a.Get("config"), TokenizerDir = a.Get("tokenizer"), Prediction = prediction,
+        });
+        bool quiet = a.Flag("quiet");
+        if (!quiet) stderr.WriteLine($"loaded {model.Family.Id()}{(model.Inpainting ? " inpainting" : "")} model {modelPath} in {sw.Elapsed.TotalSeconds:F1} s");
+
+        request = Apply(a, request, model, fromPng is not null);
+        int batch = a.GetInt("batch-count", 1);
+        if (batch < 1) throw new UserErrorException($"--batch-count must be 1 or more, got {batch}");
+        if (a.Get("init-image") is { } init)
+            request = request with { InitImage = ImageFiles.LoadRgb(init, request.Width, request.Height) };
+        if (a.Get("mask") is { } mask)
+        {
+            if (request.InitImage is null) throw new UserErrorException("--mask needs --init-image");
+            request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
+        }
+        request.Validate();
+
+        string modelName = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
+        string? modelHash = File.Exists(modelPath) ? FileHashes.Default.ModelHash(modelPath) : null;
+        for (int i = 0; i < batch; i++)
+        {
+            var job = request with { Seed = request.Seed + i };
+            string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
+            var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
+            using var result = StableDiffusionPipeline.Generate(model, job, new SamplerContext(progress, cancel));
+            var parameters = GenerationParameters.Describe(job, modelName, modelHash, Version);
+            ImageFiles.SavePng(target, result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = parameters.Format() });
+            if (a.Get("save-latent") is { } latentPath)
+            {
+                string lp = batch == 1 ? latentPath : NumberedPath(latentPath, i + 1);
+                SafetensorsWriter.Write(lp, [new("latent", result.Latent)], new Dictionary<string, string> { ["parameters"] = parameters.Format() });
+            }
+            stdout.WriteLine($"{target} (seed {job.Seed})");
+        }
+        return 0;
+    }
+
+    static GenerationRequest Apply(Args a, GenerationRequest r, StableDiffusionModel model, bool fromPng)
+    {
+        if (a.Get("prompt") is { } prompt) r = r with { Prompt = prompt };
+        if (a.Get("negative") is { } negative) r = r with { Negative = negative };
+        if (a.GetLong("seed") is { } seed) r = r with { Seed = seed };
+        else if (!fromPng) r = r with { Seed = Random.Shared.NextInt64(0, uint.MaxValue) };
+        if (a.Get("steps") is not null) r = r with { Steps = a.GetInt("steps", r.Steps) };
+        if (a.Get("cfg") is not null) r = r with { Cfg = a.GetDouble("cfg", r.Cfg) };
+        if (a.Get("sampler") is { } samplerName)
+        {
+            var (sampler, impliedSchedule) = SamplerNames.Resolve(samplerName);
+            r = r with { Sampler = sampler, Scheduler = impliedSchedule ?? r.Scheduler };
+        }
+        if (a.Get("scheduler") is { } scheduler) r = r with { Scheduler = scheduler };
+        int size = model.Family.DefaultSize();
+        if (model.Family == ModelFamily.Sd2 && model.Prediction == Prediction.Epsilon) size = 512;
+        if (!fromPng) r = r with { Width = size, Height = size };
+        if (a.Get("width") is not null) r = r with { Width = a.GetInt("width", r.Width) };
+        if (a.Get("height") is not null) r = r with { Height = a.GetInt("height", r.Height) };
+        if (a.Get("clip-skip") is not null) r = r with { ClipSkip = a.GetInt("clip-skip", r.ClipSkip) };
+        if (a.Get("denoise") is not null) r = r with { Denoise = a.GetDouble("denoise", r.Denoise) };
+        else if (!fromPng && a.Get("init-image") is not null && a.Get("mask") is null) r = r with { Denoise = 0.75 };
+        return r;
+    }
+
+    /// <summary>out.png -> out-2.png for the i-th image of a batch.</summary>
+    static string NumberedPath(string path, int index) =>
+        Path.Combine(Path.GetDirectoryName(path) ?? "", $"{Path.GetFileNameWithoutExtension(path)}-{index}{Path.GetExtension(path)}");
+}
