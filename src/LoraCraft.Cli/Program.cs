@@ -15,6 +15,10 @@ namespace LoraCraft.Cli
             Commands:
               tokenize --tokenizer DIR [--json] TEXT   CLIP token ids of TEXT (start/end included)
               inspect FILE [--json]                    summary of a safetensors file
+              make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE
+                                                       RANDOM-weight checkpoint (fp16, original layout) for
+                                                       demos/benchmarks; tiny also writes FILE's config
+                                                       folder (FILE without extension + .config)
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -45,6 +49,7 @@ namespace LoraCraft.Cli
                 {
                     "tokenize" => Commands.TokenizeCommand.Run(tail, stdout),
                     "inspect" => Commands.InspectCommand.Run(tail, stdout),
+                    "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }
