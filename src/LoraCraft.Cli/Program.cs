@@ -19,6 +19,10 @@ namespace LoraCraft.Cli
               generate --model PATH --prompt TEXT --out FILE.png [options]
                                                        txt2img / img2img / inpainting (see README)
               png-info FILE                            generation parameters stored in a PNG
+              make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE
+                                                       RANDOM-weight checkpoint (fp16, original layout) for
+                                                       demos/benchmarks; tiny also writes FILE's config
+                                                       folder (FILE without extension + .config)
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -52,6 +56,7 @@ namespace LoraCraft.Cli
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     "generate" => RunCancellable(tail, stdout, stderr),
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
+                    "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

@@ -8,6 +8,13 @@ namespace LoraCraft.IO;
 public sealed record RawTensor(string Name, SafeDType DType, long[] Shape, ReadOnlyMemory<byte> Data);
 
 /// <summary>
+/// A tensor declared by its header entry and made only when its bytes are due, so a file larger
+/// than memory can be written: <see cref="Produce"/> is called once, in order, and its result is
+/// disposed as soon as it is written.
+/// </summary>
+public sealed record LazyTensor(string Name, SafeDType DType, long[] Shape, Func<torch.Tensor> Produce);
+
+/// <summary>
 /// Writes safetensors files the way the reference writer lays them out (header JSON with
 /// __metadata__ first, compact, padded with spaces to a multiple of 8; data contiguous), keeping
 /// the tensors in the order given. The file appears only when complete: data goes to a temporary
@@ -38,6 +45,28 @@ public static class SafetensorsWriter
             if (t.Data.Length != needed)
                 throw new ArgumentException($"tensor '{t.Name}': {t.Data.Length} bytes given but {t.DType} [{string.Join(", ", t.Shape)}] needs {needed}", nameof(tensors));
             return new Entry(t.Name, t.DType, t.Shape, needed, stream => stream.Write(t.Data.Span));
+        }).ToList();
+        WriteEntries(path, entries, metadata);
+    }
+
+    /// <summary>
+    /// Like <see cref="Write"/>, but each tensor is produced while the file is written (the header,
+    /// which comes first, needs only the declared shapes); at most one produced tensor is alive.
+    /// </summary>
+    public static void WriteLazy(string path, IEnumerable<LazyTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var entries = tensors.Select(t =>
+        {
+            if (t.Shape.Any(d => d < 0)) throw new ArgumentException($"tensor '{t.Name}': negative dimension in its shape", nameof(tensors));
+            long bytes = t.Shape.Aggregate((long)SafeDTypes.Size(t.DType), (n, d) => checked(n * d));
+            return new Entry(t.Name, t.DType, t.Shape, bytes, stream =>
+            {
+                using var tensor = t.Produce();
+                if (SafeDTypes.FromTorch(tensor.dtype) != t.DType || !tensor.shape.SequenceEqual(t.Shape))
+                    throw new InvalidOperationException(
+                        $"tensor '{t.Name}': produced {tensor.dtype} [{string.Join(", ", tensor.shape)}] but declared {t.DType} [{string.Join(", ", t.Shape)}]");
+                WriteTensor(stream, tensor);
+            });
         }).ToList();
         WriteEntries(path, entries, metadata);
     }

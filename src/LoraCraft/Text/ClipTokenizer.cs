@@ -253,6 +253,9 @@ public sealed class ClipTokenizer
     /// </summary>
     static readonly char[] ByteSymbols = BuildByteSymbols();
 
+    /// <summary>The symbol standing for byte <paramref name="b"/> in vocabularies (for writing one).</summary>
+    internal static char ByteSymbol(byte b) => ByteSymbols[b];
+
     static char[] BuildByteSymbols()
     {
         var table = new char[256];

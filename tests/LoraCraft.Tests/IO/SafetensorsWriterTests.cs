@@ -71,4 +71,40 @@ public class SafetensorsWriterTests
         Assert.Equal(["taken"], dir.Entries());
         Assert.Empty(Directory.GetFileSystemEntries(target));
     }
+
+    [Fact]
+    public void LazyTensorsAreMadeInOrderAndDisposedBeforeTheNextAndGiveTheSameFile()
+    {
+        using var dir = new TempDir();
+        using var a = arange(6, float32).reshape(2, 3);
+        using var b = full(4, -1.5f, float16);
+        SafetensorsWriter.Write(dir.File("eager.safetensors"), [new("a", a), new("b", b)], new Dictionary<string, string> { ["k"] = "v" });
+
+        var made = new List<Tensor>();
+        Tensor Make(Tensor source)
+        {
+            Assert.All(made, t => Assert.True(t.IsInvalid, "an earlier tensor is still alive"));
+            var t = source.clone();
+            made.Add(t);
+            return t;
+        }
+        SafetensorsWriter.WriteLazy(dir.File("lazy.safetensors"),
+            [new LazyTensor("a", SafeDType.F32, [2, 3], () => Make(a)), new LazyTensor("b", SafeDType.F16, [4], () => Make(b))],
+            new Dictionary<string, string> { ["k"] = "v" });
+
+        Assert.Equal(2, made.Count);
+        Assert.All(made, t => Assert.True(t.IsInvalid));
+        Assert.Equal(File.ReadAllBytes(dir.File("eager.safetensors")), File.ReadAllBytes(dir.File("lazy.safetensors")));
+    }
+
+    [Fact]
+    public void ALazyTensorUnlikeItsDeclarationFailsAndLeavesNoFile()
+    {
+        using var dir = new TempDir();
+        Assert.Throws<InvalidOperationException>(() => SafetensorsWriter.WriteLazy(dir.File("m.safetensors"),
+            [new LazyTensor("w", SafeDType.F16, [3], () => ones(3, float32))]));
+        Assert.Throws<InvalidOperationException>(() => SafetensorsWriter.WriteLazy(dir.File("m.safetensors"),
+            [new LazyTensor("w", SafeDType.F16, [3], () => ones(4, float16))]));
+        Assert.Empty(dir.Entries());
+    }
 }
