@@ -49,6 +49,7 @@ public static class GenerateCommand
         }
         else if (a.Get("prompt") is null) throw new UserErrorException("'generate' needs --prompt (or --from-png)");
 
+        CheckBeforeLoading(a);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         using var model = CheckpointLoader.Load(modelPath, new LoadOptions
         {
@@ -63,10 +64,7 @@ public static class GenerateCommand
         if (a.Get("init-image") is { } init)
             request = request with { InitImage = ImageFiles.LoadRgb(init, request.Width, request.Height) };
         if (a.Get("mask") is { } mask)
-        {
-            if (request.InitImage is null) throw new UserErrorException("--mask needs --init-image");
             request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
-        }
         request.Validate();
 
         string modelName = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
@@ -87,6 +85,32 @@ public static class GenerateCommand
             stdout.WriteLine($"{target} (seed {job.Seed})");
         }
         return 0;
+    }
+
+    /// <summary>Mistakes that need no model to spot are reported before the (slow) load.</summary>
+    static void CheckBeforeLoading(Args a)
+    {
+        foreach (var dim in new[] { "width", "height" })
+            if (a.Get(dim) is not null && a.GetInt(dim, 0) is var v && (v <= 0 || v % 8 != 0))
+                throw new UserErrorException($"--{dim} must be a positive multiple of 8, got {v}");
+        if (a.Get("steps") is not null && a.GetInt("steps", 0) < 1) throw new UserErrorException($"--steps must be 1 or more, got {a.Get("steps")}");
+        if (a.Get("cfg") is not null && a.GetDouble("cfg", 0) < 0) throw new UserErrorException($"--cfg must be 0 or more, got {a.Get("cfg")}");
+        if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
+            throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
+        if (a.Get("sampler") is { } sampler) SamplerNames.Resolve(sampler);
+        if (a.Get("scheduler") is { } scheduler && !Schedulers.Names.Contains(scheduler))
+            throw new UserErrorException($"unknown scheduler '{scheduler}' (known: {string.Join(", ", Schedulers.Names)})");
+        if (a.Get("mask") is { } mask)
+        {
+            if (a.Get("init-image") is not { } init) throw new UserErrorException("--mask needs --init-image");
+            var (mw, mh) = ImageFiles.Size(mask);
+            var (iw, ih) = ImageFiles.Size(init);
+            // a mask of another shape is almost always the wrong file; same aspect ratio is resized
+            if ((long)mw * ih != (long)iw * mh)
+                throw new UserErrorException($"mask {mask} is {mw}x{mh} but the init image is {iw}x{ih}: their aspect ratios differ");
+        }
+        foreach (var file in new[] { "init-image", "mask", "from-png" })
+            if (a.Get(file) is { } path && !File.Exists(path)) throw new FileNotFoundException($"--{file}: file not found: {path}", path);
     }
 
     static GenerationRequest Apply(Args a, GenerationRequest r, StableDiffusionModel model, bool fromPng)

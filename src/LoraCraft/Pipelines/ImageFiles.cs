@@ -21,6 +21,14 @@ public static class ImageFiles
     /// <summary>Grayscale mask as [1,1,H,W] in [0,1]; white = repaint. Uses the luma of RGB masks.</summary>
     public static Tensor LoadMask(string path, int? width = null, int? height = null) => Load(path, width, height, mask: true);
 
+    /// <summary>Width and height of an image file without decoding its pixels.</summary>
+    public static (int Width, int Height) Size(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"image not found: {path}", path);
+        using var codec = SKCodec.Create(path) ?? throw new UserErrorException($"{path}: not a readable image");
+        return (codec.Info.Width, codec.Info.Height);
+    }
+
     static Tensor Load(string path, int? width, int? height, bool mask)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"image not found: {path}", path);

@@ -1,0 +1,151 @@
+using LoraCraft.IO;
+using LoraCraft.Pipelines;
+using LoraCraft.Tests.Conformance;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Tests.Cli;
+
+/// <summary>The `generate` command end to end, on the tiny fixture model: same numbers as the reference.</summary>
+public class GenerateCommandTests(ITestOutputHelper output)
+{
+    static (int Code, string Out, string Err) Run(params string[] args) // runs `generate ARGS`
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = LoraCraft.Cli.Cli.Run(["generate", .. args], o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    static string[] ModelArgs(Fixture f, string kind = "sd15") => ["--model", f.ModelFile(kind), "--config", f.DiffusersDir(kind)];
+
+    /// <summary>The command line that reproduces a fixture case.</summary>
+    static string[] CaseArgs(Fixture f, int index, string outPng, string latent)
+    {
+        var c = f.Cases[index];
+        var args = new List<string>(ModelArgs(f, c.GetProperty("model").GetString()!))
+        {
+            "--prompt", c.GetProperty("prompt").GetString()!, "--negative", c.GetProperty("negative").GetString()!,
+            "--seed", c.GetProperty("seed").GetInt64().ToString(), "--steps", c.GetProperty("steps").GetInt32().ToString(),
+            "--cfg", c.GetProperty("cfg").GetDouble().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--sampler", c.GetProperty("sampler").GetString()!, "--scheduler", c.GetProperty("scheduler").GetString()!,
+            "--width", c.GetProperty("width").GetInt32().ToString(), "--height", c.GetProperty("height").GetInt32().ToString(),
+            "--clip-skip", c.GetProperty("clip_skip").GetInt32().ToString(),
+            "--out", outPng, "--save-latent", latent, "--quiet",
+        };
+        if (c.TryGetProperty("init_png", out var init))
+        {
+            args.AddRange(["--init-image", Path.Combine(f.Root, init.GetString()!)]);
+            if (c.TryGetProperty("denoise", out var d) && d.ValueKind == System.Text.Json.JsonValueKind.Number)
+                args.AddRange(["--denoise", d.GetDouble().ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+        if (c.TryGetProperty("mask_png", out var mask)) args.AddRange(["--mask", Path.Combine(f.Root, mask.GetString()!)]);
+        return args.ToArray();
+    }
+
+    static Tensor ReadLatent(string path)
+    {
+        using var file = SafetensorsFile.Open(path);
+        return file.Load("latent", ScalarType.Float32);
+    }
+
+    [Theory]
+    [InlineData(14)] // txt2img euler
+    [InlineData(27)] // img2img denoise 0.8
+    [InlineData(29)] // inpaint with a noise mask
+    [InlineData(58)] // 9-channel inpainting model
+    [InlineData(93)] // sdxl
+    public void ReproducesReferenceCase(int index)
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        var (code, _, err) = Run(CaseArgs(f, index, dir.File("out.png"), dir.File("latent.safetensors")));
+        Assert.True(code == 0, err);
+        var c = f.Cases[index];
+        using var latent = ReadLatent(dir.File("latent.safetensors"));
+        double e = Fixture.RelL2(latent, f.Tensor(c, "latent"));
+        output.WriteLine($"case {index}: latent rel L2 {e:E2}");
+        Assert.True(e < 1e-3, $"latent relative L2 {e:E3}");
+        // the PNG holds the reference image to within 2/255 (8-bit truncation as the reference tools)
+        using var png = ImageFiles.LoadRgb(dir.File("out.png"));
+        using var expected = f.Tensor(c, "image");
+        double maxErr = (png - expected).abs().max().item<float>() * 255;
+        Assert.True(maxErr <= 2.0 + 1e-3, $"PNG differs by {maxErr:F2}/255");
+    }
+
+    [Fact]
+    public void FromPngReproducesTheSameLatent()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        var first = Run(CaseArgs(f, 15, dir.File("a.png"), dir.File("a.safetensors")));
+        Assert.True(first.Code == 0, first.Err);
+        var second = Run([.. ModelArgs(f), "--from-png", dir.File("a.png"), "--out", dir.File("b.png"), "--save-latent", dir.File("b.safetensors"), "--quiet"]);
+        Assert.True(second.Code == 0, second.Err);
+        using var a = ReadLatent(dir.File("a.safetensors"));
+        using var b = ReadLatent(dir.File("b.safetensors"));
+        Assert.True((a == b).all().item<bool>(), "the rerun latent differs");
+        Assert.Equal(File.ReadAllBytes(dir.File("a.png")), File.ReadAllBytes(dir.File("b.png")));
+        var parameters = GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("a.png"))[ImageFiles.ParametersKey]);
+        Assert.Equal("7", parameters.Get("Seed"));
+        Assert.Equal("64x64", parameters.Get("Size"));
+    }
+
+    [Fact]
+    public void BatchUsesConsecutiveSeeds()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        var r = Run([.. ModelArgs(f), "--prompt", "a cat", "--seed", "100", "--steps", "2", "--width", "64", "--height", "64",
+                     "--batch-count", "2", "--out", dir.File("x.png"), "--quiet"]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("seed 100", r.Out);
+        Assert.Contains("seed 101", r.Out);
+        Assert.Equal("101", GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("x-2.png"))[ImageFiles.ParametersKey]).Get("Seed"));
+    }
+
+    public static TheoryData<string[], string> BadInputs() => new()
+    {
+        { ["--width", "63"], "multiple of 8" },
+        { ["--steps", "-1"], "steps" },
+        { ["--sampler", "warp_drive"], "unknown sampler" },
+        { ["--scheduler", "sideways"], "unknown scheduler" },
+        { ["--denoise", "1.5"], "denoise" },
+        { ["--mask", "MASK"], "--mask needs --init-image" },
+        { ["--init-image", "INIT", "--mask", "WIDE_MASK"], "aspect ratios differ" },
+        { ["--bogus"], "unknown option" },
+    };
+
+    [Theory, MemberData(nameof(BadInputs))]
+    public void BadInputIsOneLineAndExitCode2(string[] extra, string expected)
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        ImageFiles.SavePng(dir.File("wide.png"), torch.zeros(1, 3, 8, 16));
+        var resolved = extra.Select(x => x switch
+        {
+            "MASK" => Path.Combine(f.Root, "images", "mask.png"),
+            "INIT" => Path.Combine(f.Root, "images", "init.png"),
+            "WIDE_MASK" => dir.File("wide.png"),
+            _ => x,
+        });
+        var r = Run([.. ModelArgs(f), "--prompt", "x", "--out", dir.File("o.png"), .. resolved]);
+        Assert.Equal(2, r.Code);
+        Assert.Single(r.Err.TrimEnd('\n').Split('\n'), l => l.StartsWith("error:"));
+        Assert.Contains(expected, r.Err);
+        Assert.DoesNotContain("   at ", r.Err);
+        Assert.False(File.Exists(dir.File("o.png")));
+    }
+
+    [Fact]
+    public void MissingModelIsOneLine()
+    {
+        using var dir = new TempDir();
+        var r = Run(["--model", dir.File("none.safetensors"), "--prompt", "x", "--out", dir.File("o.png")]);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("not found", r.Err);
+        Assert.Empty(Directory.GetFiles(dir.Path));
+    }
+}
