@@ -84,7 +84,7 @@ public static class WeightLoader
                     $"{component} weight '{recipe.SourceKey}' has shape [{got}], expected [{string.Join("x", weight.Shape)}]");
             }
             weight.Value?.Dispose();
-            weight.Value = t;
+            weight.Value = t.DetachFromDisposeScope(); // weights live as long as the model, not a caller's scope
         }
         if (missing.Count > 0)
         {

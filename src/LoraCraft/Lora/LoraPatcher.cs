@@ -1,0 +1,74 @@
+using LoraCraft.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Lora;
+
+/// <summary>One LoRA at its strengths (A1111's te/unet multipliers, DyLoRA rank cut).</summary>
+public sealed record LoraApplication(LoraPlan Plan, double UNet, double TextEncoder, int? DynRank = null);
+
+/// <summary>
+/// Merges the active LoRAs into the model's weights: W = W0 + sum of multiplier * delta, computed
+/// in float32 from the kept original W0 and stored in the compute dtype. Changing the set or a
+/// strength recomputes only the weights whose contributions changed; an empty set restores W0
+/// bit for bit. Once applied, sampling costs nothing extra.
+/// </summary>
+public sealed class LoraPatcher : IDisposable
+{
+    readonly Dictionary<Weight, Tensor> _originals = new(ReferenceEqualityComparer.Instance);
+    readonly Dictionary<Weight, List<(LoraModule Module, double Multiplier, int? Dyn)>> _signatures = new(ReferenceEqualityComparer.Instance);
+
+    public int PatchedWeights => _signatures.Count;
+
+    /// <summary>Makes <paramref name="set"/> the active LoRAs; returns how many weights were rewritten.</summary>
+    public int Apply(IReadOnlyList<LoraApplication> set)
+    {
+        using var noGrad = torch.no_grad();
+        var contributions = new Dictionary<Weight, List<(LoraModule Module, double Multiplier, int? Dyn, int Index)>>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < set.Count; i++)
+        {
+            var app = set[i];
+            foreach (var (module, target) in app.Plan.Matched)
+            {
+                double m = target.Component == LoraComponent.UNet ? app.UNet : app.TextEncoder;
+                if (m == 0) continue;
+                if (!contributions.TryGetValue(target.Weight, out var list)) contributions[target.Weight] = list = new();
+                list.Add((module, m, app.DynRank, i));
+            }
+        }
+
+        int rewritten = 0;
+        // weights no longer touched go back to their originals
+        foreach (var weight in _signatures.Keys.Where(w => !contributions.ContainsKey(w)).ToList())
+        {
+            weight.T.copy_(_originals[weight]);
+            _signatures.Remove(weight);
+            rewritten++;
+        }
+        foreach (var (weight, list) in contributions)
+        {
+            var signature = list.Select(c => (c.Module, c.Multiplier, c.Dyn)).ToList();
+            if (_signatures.TryGetValue(weight, out var old) && SameContributions(old, signature)) continue;
+            if (!_originals.TryGetValue(weight, out var original)) _originals[weight] = original = weight.T.clone().DetachFromDisposeScope();
+            using var scope = NewDisposeScope();
+            var merged = original.to(ScalarType.Float32);
+            foreach (var c in list) merged = merged + c.Module.Delta(weight.Shape, c.Dyn) * c.Multiplier;
+            weight.T.copy_(merged);
+            _signatures[weight] = signature;
+            rewritten++;
+        }
+        return rewritten;
+    }
+
+    static bool SameContributions(List<(LoraModule Module, double Multiplier, int? Dyn)> a, List<(LoraModule Module, double Multiplier, int? Dyn)> b) =>
+        a.Count == b.Count && a.Zip(b).All(p => ReferenceEquals(p.First.Module, p.Second.Module)
+                                                && p.First.Multiplier == p.Second.Multiplier && p.First.Dyn == p.Second.Dyn);
+
+    /// <summary>Restores every original weight and forgets them.</summary>
+    public void Dispose()
+    {
+        Apply([]);
+        foreach (var t in _originals.Values) t.Dispose();
+        _originals.Clear();
+    }
+}

@@ -1,0 +1,73 @@
+using LoraCraft.Models;
+
+namespace LoraCraft.Lora;
+
+/// <summary>Which of a file's modules patch which weights of one model, and what did not map.</summary>
+public sealed class LoraPlan
+{
+    public required LoraFile File { get; init; }
+    public required IReadOnlyList<(LoraModule Module, LoraTarget Target)> Matched { get; init; }
+    public required IReadOnlyList<string> Unmatched { get; init; }
+
+    public int Count(LoraComponent c) => Matched.Count(m => m.Target.Component == c);
+
+    /// <summary>
+    /// Maps a file onto a model. Shape mismatches count as unmatched (an SD1 LoRA's 768-wide
+    /// cross-attention cannot patch SDXL's 2048-wide one). Throws when nothing maps at all,
+    /// naming the family the file seems made for.
+    /// </summary>
+    public static LoraPlan Create(LoraFile file, LoraTargets targets)
+    {
+        var matched = new List<(LoraModule, LoraTarget)>();
+        var unmatched = new List<string>();
+        foreach (var m in file.Modules)
+        {
+            var t = targets.Find(m.Key);
+            long expected = t is null ? 0 : t.Weight.Shape.Aggregate(1L, (a, b) => a * b);
+            long inFeatures = m.Down.numel() / m.Down.shape[0];
+            if (t is not null && m.Up.shape[0] * inFeatures == expected && t.Weight.Shape[0] == m.Up.shape[0]) matched.Add((m, t));
+            else unmatched.Add(m.Key);
+        }
+        unmatched.AddRange(file.UnknownKeys);
+        if (matched.Count == 0)
+        {
+            var made = LoraFamilyGuess.Guess(file);
+            throw new LoraFormatException(file.Path,
+                $"none of its {file.Modules.Count} modules fit this {targets.Family.Id()} model" +
+                (made is { } f && f != targets.Family ? $" (the LoRA looks made for {f.Id()})" : "") +
+                $"; e.g. {string.Join(", ", file.Modules.Take(2).Select(x => x.Key))}");
+        }
+        return new LoraPlan { File = file, Matched = matched, Unmatched = unmatched };
+    }
+}
+
+/// <summary>Guesses a LoRA's base family from its key names, widths and metadata.</summary>
+public static class LoraFamilyGuess
+{
+    public static ModelFamily? Guess(LoraFile file) => Guess(file.Modules.Select(m => (m.Key, m.Down.shape)), file.Metadata);
+
+    public static ModelFamily? Guess(IEnumerable<(string Key, long[] DownShape)> modules, IReadOnlyDictionary<string, string> metadata)
+    {
+        if (metadata.TryGetValue("modelspec.architecture", out var arch))
+        {
+            if (arch.Contains("xl", StringComparison.OrdinalIgnoreCase)) return ModelFamily.Sdxl;
+            if (arch.Contains("v2", StringComparison.OrdinalIgnoreCase)) return ModelFamily.Sd2;
+            if (arch.Contains("v1", StringComparison.OrdinalIgnoreCase)) return ModelFamily.Sd1;
+        }
+        if (metadata.TryGetValue("ss_base_model_version", out var v))
+        {
+            if (v.Contains("xl", StringComparison.OrdinalIgnoreCase)) return ModelFamily.Sdxl;
+            if (v.Contains("v2", StringComparison.OrdinalIgnoreCase)) return ModelFamily.Sd2;
+            if (v.Contains("v1", StringComparison.OrdinalIgnoreCase)) return ModelFamily.Sd1;
+        }
+        var list = modules.ToList();
+        if (list.Any(m => m.Key.StartsWith("lora_te2_", StringComparison.Ordinal) || m.Key.StartsWith("text_encoder_2.", StringComparison.Ordinal)))
+            return ModelFamily.Sdxl;
+        // the cross-attention key projection's input is the text width: 768 SD1, 1024 SD2, 2048 SDXL
+        foreach (var (key, shape) in list)
+            if ((key.EndsWith("attn2_to_k", StringComparison.Ordinal) || key.EndsWith("attn2.to_k", StringComparison.Ordinal)) && shape.Length >= 2)
+                return shape[1] switch { 768 => ModelFamily.Sd1, 1024 => ModelFamily.Sd2, 2048 => ModelFamily.Sdxl, _ => null };
+        if (list.Any(m => m.Key.Contains("input_blocks_", StringComparison.Ordinal))) return ModelFamily.Sdxl;
+        return null;
+    }
+}
