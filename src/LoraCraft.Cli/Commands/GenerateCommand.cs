@@ -1,5 +1,6 @@
 using System.Globalization;
 using LoraCraft.IO;
+using LoraCraft.Lora;
 using LoraCraft.Models;
 using LoraCraft.Models.Loading;
 using LoraCraft.Pipelines;
@@ -18,7 +19,7 @@ public static class GenerateCommand
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
-        "batch-count", "out", "save-latent", "from-png", "prediction",
+        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
@@ -67,15 +68,30 @@ public static class GenerateCommand
             request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
         request.Validate();
 
+        // LoRAs: tags in the prompts (removed before encoding) and --lora options
+        var (prompt, promptTags) = LoraTags.Extract(request.Prompt);
+        var (negative, negativeTags) = LoraTags.Extract(request.Negative);
+        var selector = new LoraSelector(new LoraLibrary(a.Get("lora-dir") ?? Path.Combine("models", "Lora")), new LoraTargets(model), FileHashes.Default);
+        var loras = selector.Select(promptTags.Concat(negativeTags), a.GetAll("lora").Select(LoraTags.ParseOption),
+                                    LoraSelector.ParseHashes(fromPng?.Get("Lora hashes")));
+        using var patcher = new LoraPatcher();
+        patcher.Apply(loras.Select(l => l.Application).ToList());
+        foreach (var l in loras)
+            if (!quiet) stderr.WriteLine($"LoRA {l.Name}: unet {l.Tag.UNet}, te {l.Tag.TextEncoder}, {l.Application.Plan.Matched.Count} layers" +
+                                         (l.Application.Plan.Unmatched.Count > 0 ? $", {l.Application.Plan.Unmatched.Count} keys unmatched (e.g. {l.Application.Plan.Unmatched[0]})" : ""));
+        // what the PNG records: the prompt with every LoRA as a tag, so --from-png reruns it
+        string recordedPrompt = string.Join(" ", new[] { request.Prompt }.Concat(loras.Skip(promptTags.Count + negativeTags.Count).Select(LoraSelector.TagFor)));
+        var extra = loras.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(loras)) } : null;
+
         string modelName = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
         string? modelHash = File.Exists(modelPath) ? FileHashes.Default.ModelHash(modelPath) : null;
         for (int i = 0; i < batch; i++)
         {
-            var job = request with { Seed = request.Seed + i };
+            var job = request with { Seed = request.Seed + i, Prompt = prompt, Negative = negative };
             string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
             var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
             using var result = StableDiffusionPipeline.Generate(model, job, new SamplerContext(progress, cancel));
-            var parameters = GenerationParameters.Describe(job, modelName, modelHash, Version);
+            var parameters = GenerationParameters.Describe(job with { Prompt = recordedPrompt, Negative = request.Negative }, modelName, modelHash, Version, extra);
             ImageFiles.SavePng(target, result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = parameters.Format() });
             if (a.Get("save-latent") is { } latentPath)
             {

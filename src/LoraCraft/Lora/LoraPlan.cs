@@ -13,11 +13,15 @@ public sealed class LoraPlan
 
     /// <summary>
     /// Maps a file onto a model. Shape mismatches count as unmatched (an SD1 LoRA's 768-wide
-    /// cross-attention cannot patch SDXL's 2048-wide one). Throws when nothing maps at all,
-    /// naming the family the file seems made for.
+    /// cross-attention cannot patch SDXL's 2048-wide one). Throws when the file names another
+    /// base family, or when nothing maps at all.
     /// </summary>
     public static LoraPlan Create(LoraFile file, LoraTargets targets)
     {
+        // Widths usually tell families apart, but not always (tiny or pruned models): a file
+        // that says which base it was trained on is refused on another family.
+        if (LoraFamilyGuess.Guess(file) is { } made && made != targets.Family)
+            throw new LoraFormatException(file.Path, $"the LoRA looks made for {made.Id()}, but the model is {targets.Family.Id()}");
         var matched = new List<(LoraModule, LoraTarget)>();
         var unmatched = new List<string>();
         foreach (var m in file.Modules)
@@ -30,13 +34,8 @@ public sealed class LoraPlan
         }
         unmatched.AddRange(file.UnknownKeys);
         if (matched.Count == 0)
-        {
-            var made = LoraFamilyGuess.Guess(file);
             throw new LoraFormatException(file.Path,
-                $"none of its {file.Modules.Count} modules fit this {targets.Family.Id()} model" +
-                (made is { } f && f != targets.Family ? $" (the LoRA looks made for {f.Id()})" : "") +
-                $"; e.g. {string.Join(", ", file.Modules.Take(2).Select(x => x.Key))}");
-        }
+                $"none of its {file.Modules.Count} modules fit this {targets.Family.Id()} model; e.g. {string.Join(", ", file.Modules.Take(2).Select(x => x.Key))}");
         return new LoraPlan { File = file, Matched = matched, Unmatched = unmatched };
     }
 }
@@ -67,7 +66,6 @@ public static class LoraFamilyGuess
         foreach (var (key, shape) in list)
             if ((key.EndsWith("attn2_to_k", StringComparison.Ordinal) || key.EndsWith("attn2.to_k", StringComparison.Ordinal)) && shape.Length >= 2)
                 return shape[1] switch { 768 => ModelFamily.Sd1, 1024 => ModelFamily.Sd2, 2048 => ModelFamily.Sdxl, _ => null };
-        if (list.Any(m => m.Key.Contains("input_blocks_", StringComparison.Ordinal))) return ModelFamily.Sdxl;
         return null;
     }
 }

@@ -106,6 +106,72 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.Equal("101", GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("x-2.png"))[ImageFiles.ParametersKey]).Get("Seed"));
     }
 
+    [Fact]
+    public void PromptTagAppliesLoraAndReruns()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        var c = f.Cases[42];
+        Assert.Equal("heart shaped cloud in a blue sky <lora:sd15-attn:0.7>", c.GetProperty("prompt_with_tag").GetString());
+        using var dir = new TempDir();
+        var args = CaseArgs(f, 42, dir.File("a.png"), dir.File("a.safetensors")).ToList();
+        args[args.IndexOf("--prompt") + 1] = c.GetProperty("prompt_with_tag").GetString()!;
+        args.AddRange(["--lora-dir", Path.Combine(f.Root, "loras")]);
+        var r = Run([.. args]);
+        Assert.True(r.Code == 0, r.Err);
+        using (var latent = ReadLatent(dir.File("a.safetensors")))
+            Assert.True(Fixture.RelL2(latent, f.Tensor(c, "latent")) < 1e-3);
+        var parameters = GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("a.png"))[ImageFiles.ParametersKey]);
+        Assert.Equal(c.GetProperty("prompt_with_tag").GetString(), parameters.Prompt);
+        string hash = FileHashes.Default.LoraHash(Path.Combine(f.Root, "loras", "sd15-attn.safetensors"));
+        Assert.Equal($"sd15-attn: {hash}", parameters.Get("Lora hashes"));
+
+        // the same LoRA under another name is found by its hash
+        Directory.CreateDirectory(dir.File("renamed"));
+        File.Copy(Path.Combine(f.Root, "loras", "sd15-attn.safetensors"), dir.File("renamed/my-style-v2.safetensors"));
+        var rerun = Run([.. ModelArgs(f), "--from-png", dir.File("a.png"), "--lora-dir", dir.File("renamed"),
+                         "--out", dir.File("b.png"), "--save-latent", dir.File("b.safetensors"), "--quiet"]);
+        Assert.True(rerun.Code == 0, rerun.Err);
+        using var a = ReadLatent(dir.File("a.safetensors"));
+        using var b = ReadLatent(dir.File("b.safetensors"));
+        Assert.True((a == b).all().item<bool>());
+    }
+
+    [Fact]
+    public void LoraOptionsMatchTheCombinedCase()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        string loras = Path.Combine(f.Root, "loras");
+        var r = Run([.. CaseArgs(f, 41, dir.File("a.png"), dir.File("a.safetensors")),
+                     "--lora", Path.Combine(loras, "sd15-attn.safetensors") + ":0.6", "--lora-dir", loras, "--lora", "sd15-locon:0.4:0.4"]);
+        Assert.True(r.Code == 0, r.Err);
+        using var latent = ReadLatent(dir.File("a.safetensors"));
+        Assert.True(Fixture.RelL2(latent, f.Tensor(f.Cases[41], "latent")) < 1e-3);
+        var parameters = GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("a.png"))[ImageFiles.ParametersKey]);
+        Assert.EndsWith("<lora:sd15-attn:0.6> <lora:sd15-locon:0.4>", parameters.Prompt);
+    }
+
+    [Fact]
+    public void UnknownLoraNameSuggestsClosest()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        var r = Run([.. ModelArgs(f), "--prompt", "x <lora:sd15-atn:1>", "--lora-dir", Path.Combine(f.Root, "loras"), "--out", dir.File("o.png")]);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("closest: sd15-attn", r.Err);
+    }
+
+    [Fact]
+    public void Sd1LoraOnSdxlFailsClearly()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        var r = Run([.. ModelArgs(f, "sdxl"), "--prompt", "x", "--lora", Path.Combine(f.Root, "loras", "sd15-attn.safetensors"), "--width", "64", "--height", "64", "--out", dir.File("o.png")]);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("looks made for sd1", r.Err);
+        Assert.False(File.Exists(dir.File("o.png")));
+    }
+
     public static TheoryData<string[], string> BadInputs() => new()
     {
         { ["--width", "63"], "multiple of 8" },

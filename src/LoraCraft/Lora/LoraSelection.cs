@@ -1,0 +1,74 @@
+using System.Globalization;
+using LoraCraft.IO;
+
+namespace LoraCraft.Lora;
+
+/// <summary>A LoRA chosen for a generation: where it came from and how it is applied.</summary>
+public sealed record SelectedLora(string Name, string Path, LoraTag Tag, LoraApplication Application);
+
+/// <summary>
+/// Turns prompt tags and command-line choices into LoRA applications for one model: finds the
+/// files (by name in the library, by path, or — for PNGs from elsewhere — by A1111 hash),
+/// loads each file once per process and maps it onto the model.
+/// </summary>
+public sealed class LoraSelector(LoraLibrary library, LoraTargets targets, FileHashes hashes)
+{
+    readonly Dictionary<string, LoraPlan> _plans = new(StringComparer.Ordinal);
+
+    /// <param name="fromPromptTags">tags found in the prompt (names only)</param>
+    /// <param name="fromOptions">`--lora` values (file or name)</param>
+    /// <param name="knownHashes">name -> hash from a PNG's `Lora hashes`, used when a name is not in the library</param>
+    public IReadOnlyList<SelectedLora> Select(IEnumerable<LoraTag> fromPromptTags, IEnumerable<LoraTag> fromOptions,
+                                              IReadOnlyDictionary<string, string>? knownHashes = null)
+    {
+        var result = new List<SelectedLora>();
+        foreach (var tag in fromPromptTags) result.Add(Make(tag, ResolveTagName(tag.Name, knownHashes)));
+        foreach (var tag in fromOptions) result.Add(Make(tag, library.ResolveFileOrName(tag.Name)));
+        return result;
+    }
+
+    string ResolveTagName(string name, IReadOnlyDictionary<string, string>? knownHashes)
+    {
+        try
+        {
+            return library.Resolve(name);
+        }
+        catch (UserErrorException) when (knownHashes is not null && knownHashes.TryGetValue(name, out var hash))
+        {
+            return library.FindByHash(hash, hashes)
+                   ?? throw new UserErrorException($"LoRA '{name}' (hash {hash}) is neither named nor hashed like any file in {library.Root}");
+        }
+    }
+
+    SelectedLora Make(LoraTag tag, string path)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        if (!_plans.TryGetValue(full, out var plan)) _plans[full] = plan = LoraPlan.Create(LoraFile.Load(full), targets);
+        return new SelectedLora(System.IO.Path.GetFileNameWithoutExtension(full), full, tag,
+                                new LoraApplication(plan, tag.UNet, tag.TextEncoder, tag.DynRank));
+    }
+
+    /// <summary>A1111's `Lora hashes` value: "name: hash, name: hash".</summary>
+    public string HashesText(IEnumerable<SelectedLora> selected) =>
+        string.Join(", ", selected.DistinctBy(s => s.Name).Select(s => $"{s.Name}: {hashes.LoraHash(s.Path)}"));
+
+    /// <summary>Parses a `Lora hashes` value back into name -> hash.</summary>
+    public static Dictionary<string, string> ParseHashes(string? text)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(text)) return map;
+        foreach (var part in text.Split(','))
+        {
+            int colon = part.LastIndexOf(':');
+            if (colon > 0) map[part[..colon].Trim()] = part[(colon + 1)..].Trim();
+        }
+        return map;
+    }
+
+    /// <summary>The prompt tag that reproduces a command-line LoRA (so a PNG's prompt reruns it).</summary>
+    public static string TagFor(SelectedLora s) => s.Tag.TextEncoder == s.Tag.UNet
+        ? $"<lora:{s.Name}:{Num(s.Tag.UNet)}>"
+        : $"<lora:{s.Name}:{Num(s.Tag.TextEncoder)}:{Num(s.Tag.UNet)}>";
+
+    static string Num(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
+}
