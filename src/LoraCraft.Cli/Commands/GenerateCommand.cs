@@ -62,11 +62,37 @@ public static class GenerateCommand
         request = Apply(a, request, model, fromPng is not null);
         int batch = a.GetInt("batch-count", 1);
         if (batch < 1) throw new UserErrorException($"--batch-count must be 1 or more, got {batch}");
-        if (a.Get("init-image") is { } init)
-            request = request with { InitImage = ImageFiles.LoadRgb(init, request.Width, request.Height) };
-        if (a.Get("mask") is { } mask)
-            request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
-        request.Validate();
+        bool crop = a.Flag("inpaint-crop");
+        CropOptions? cropOptions = null;
+        if (crop)
+        {
+            // the image keeps its own size; only the crop around the mask is generated, at the working size
+            if (a.Get("init-image") is not { } image || a.Get("mask") is not { } cropMask)
+                throw new UserErrorException("--inpaint-crop needs --init-image and --mask");
+            if (a.Get("save-latent") is not null) throw new UserErrorException("--save-latent is not available with --inpaint-crop");
+            var initTensor = ImageFiles.LoadRgb(image);
+            request = request with
+            {
+                InitImage = initTensor,
+                Mask = ImageFiles.LoadMask(cropMask, (int)initTensor.shape[3], (int)initTensor.shape[2]),
+                Width = (int)initTensor.shape[3],
+                Height = (int)initTensor.shape[2],
+            };
+            cropOptions = new CropOptions
+            {
+                ContextMargin = a.GetInt("crop-context", new CropOptions().ContextMargin),
+                WorkingSize = a.GetInt("crop-size", model.Family.DefaultSize()),
+            };
+            cropOptions.Validate();
+        }
+        else
+        {
+            if (a.Get("init-image") is { } init)
+                request = request with { InitImage = ImageFiles.LoadRgb(init, request.Width, request.Height) };
+            if (a.Get("mask") is { } mask)
+                request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
+            request.Validate();
+        }
 
         // LoRAs: tags in the prompts (removed before encoding) and --lora options
         var (prompt, promptTags) = LoraTags.Extract(request.Prompt);
@@ -90,10 +116,14 @@ public static class GenerateCommand
             var job = request with { Seed = request.Seed + i, Prompt = prompt, Negative = negative };
             string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
             var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
-            using var result = StableDiffusionPipeline.Generate(model, job, new SamplerContext(progress, cancel));
+            var sampler = new SamplerContext(progress, cancel);
+            using var result = crop ? null : StableDiffusionPipeline.Generate(model, job, sampler);
+            using var stitched = crop ? CropAndStitch.Inpaint(model, job, cropOptions, sampler) : null;
+            if (stitched is not null && !quiet)
+                stderr.WriteLine($"inpainted crop {stitched.Box.Width}x{stitched.Box.Height} at ({stitched.Box.X},{stitched.Box.Y}) at {stitched.WorkingWidth}x{stitched.WorkingHeight}");
             var parameters = GenerationParameters.Describe(job with { Prompt = recordedPrompt, Negative = request.Negative }, modelName, modelHash, Version, extra);
-            ImageFiles.SavePng(target, result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = parameters.Format() });
-            if (a.Get("save-latent") is { } latentPath)
+            ImageFiles.SavePng(target, result?.Image ?? stitched!.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = parameters.Format() });
+            if (result is not null && a.Get("save-latent") is { } latentPath)
             {
                 string lp = batch == 1 ? latentPath : NumberedPath(latentPath, i + 1);
                 SafetensorsWriter.Write(lp, [new("latent", result.Latent)], new Dictionary<string, string> { ["parameters"] = parameters.Format() });

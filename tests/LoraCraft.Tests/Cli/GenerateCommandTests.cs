@@ -172,6 +172,31 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.False(File.Exists(dir.File("o.png")));
     }
 
+    [Fact]
+    public void InpaintCropKeepsPixelsOutsideTheMask()
+    {
+        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        using var dir = new TempDir();
+        using var image = ImageFiles.LoadRgb(Path.Combine(f.Root, "images", "init.png"), 200, 120);
+        ImageFiles.SavePng(dir.File("in.png"), image);
+        using var mask = torch.zeros(1, 3, 120, 200);
+        mask[.., .., 40..70, 90..130] = torch.tensor(1f);
+        ImageFiles.SavePng(dir.File("mask.png"), mask);
+        var r = Run([.. ModelArgs(f), "--prompt", "a red ball", "--seed", "3", "--steps", "2", "--init-image", dir.File("in.png"),
+                     "--mask", dir.File("mask.png"), "--inpaint-crop", "--crop-size", "64", "--crop-context", "8", "--out", dir.File("out.png"), "--quiet"]);
+        Assert.True(r.Code == 0, r.Err);
+        var before = ImageFiles.ToRgbBytes(ImageFiles.LoadRgb(dir.File("in.png")));
+        using var outImage = ImageFiles.LoadRgb(dir.File("out.png"));
+        Assert.Equal(new long[] { 1, 3, 120, 200 }, outImage.shape);
+        var after = ImageFiles.ToRgbBytes(outImage);
+        // the left third is far from the mask and its feather: byte-identical
+        for (int y = 0; y < 120; y++)
+            for (int x = 0; x < 40; x++)
+                for (int ch = 0; ch < 3; ch++)
+                    Assert.Equal(before[(y * 200 + x) * 3 + ch], after[(y * 200 + x) * 3 + ch]);
+        Assert.NotEqual(before, after);
+    }
+
     public static TheoryData<string[], string> BadInputs() => new()
     {
         { ["--width", "63"], "multiple of 8" },
