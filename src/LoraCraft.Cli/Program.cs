@@ -19,6 +19,9 @@ namespace LoraCraft.Cli
               generate --model PATH --prompt TEXT --out FILE.png [options]
                                                        txt2img / img2img / inpainting (see README)
               png-info FILE                            generation parameters stored in a PNG
+              bench [--family sd15|sdxl] [--width W --height H] [--steps N] [--dtype fp32|bf16|auto]
+                    [--lora-rank R] [--threads N] [--json]
+                                                       timings and peak memory on a full-size random model
               make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE
                                                        RANDOM-weight checkpoint (fp16, original layout) for
                                                        demos/benchmarks; tiny also writes FILE's config
@@ -56,6 +59,7 @@ namespace LoraCraft.Cli
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     "generate" => RunCancellable(tail, stdout, stderr),
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
+                    "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };

@@ -19,7 +19,7 @@ public static class GenerateCommand
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
-        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir",
+        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
@@ -51,13 +51,17 @@ public static class GenerateCommand
         else if (a.Get("prompt") is null) throw new UserErrorException("'generate' needs --prompt (or --from-png)");
 
         CheckBeforeLoading(a);
+        var dtype = Runtime.Compute.ParseDType(a.Get("dtype"));
+        int threads = Runtime.Compute.SetThreads(a.Get("threads") is null ? null : a.GetInt("threads", 0));
         var sw = System.Diagnostics.Stopwatch.StartNew();
         using var model = CheckpointLoader.Load(modelPath, new LoadOptions
         {
-            ConfigDir = a.Get("config"), TokenizerDir = a.Get("tokenizer"), Prediction = prediction,
+            ConfigDir = a.Get("config"), TokenizerDir = a.Get("tokenizer"), Prediction = prediction, DType = dtype,
         });
         bool quiet = a.Flag("quiet");
-        if (!quiet) stderr.WriteLine($"loaded {model.Family.Id()}{(model.Inpainting ? " inpainting" : "")} model {modelPath} in {sw.Elapsed.TotalSeconds:F1} s");
+        if (!quiet)
+            stderr.WriteLine($"loaded {model.Family.Id()}{(model.Inpainting ? " inpainting" : "")} model {modelPath} in {sw.Elapsed.TotalSeconds:F1} s " +
+                             $"({Runtime.Compute.Name(dtype)}, {threads} threads)");
 
         request = Apply(a, request, model, fromPng is not null);
         int batch = a.GetInt("batch-count", 1);
@@ -181,7 +185,7 @@ public static class GenerateCommand
         if (a.Get("clip-skip") is not null) r = r with { ClipSkip = a.GetInt("clip-skip", r.ClipSkip) };
         if (a.Get("denoise") is not null) r = r with { Denoise = a.GetDouble("denoise", r.Denoise) };
         else if (!fromPng && a.Get("init-image") is not null && a.Get("mask") is null) r = r with { Denoise = 0.75 };
-        return r;
+        return r with { VaeTiling = Models.Vae.VaeTiling.Parse(a.Get("vae-tiling")) };
     }
 
     /// <summary>out.png -> out-2.png for the i-th image of a batch.</summary>

@@ -81,9 +81,29 @@ public sealed unsafe class SafetensorsFile : IDisposable
             TensorBytes.Visit(tensor, (chunk, offset) =>
                 Float8.Decode(info.DType, new ReadOnlySpan<byte>(source + offset / sizeof(float), chunk.Length / sizeof(float)), MemoryMarshal.Cast<byte, float>(chunk)));
         }
+        ReleasePages(source, info.ByteLength);
         if (dtype is not { } wanted || wanted == tensor.dtype) return tensor;
         using (tensor) return tensor.to_type(wanted);
     }
+
+    /// <summary>
+    /// Drops the mapped pages just copied from this process's resident set. The copy is what we
+    /// keep; without this a model's whole file would stay counted in RSS until Dispose (the
+    /// pages remain in the page cache, so reading them again costs no disk access).
+    /// </summary>
+    static void ReleasePages(byte* start, long length)
+    {
+        if (!OperatingSystem.IsLinux() || length < PageSize) return;
+        long first = ((long)start + PageSize - 1) & ~(PageSize - 1); // only whole pages inside the tensor
+        long end = ((long)start + length) & ~(PageSize - 1);
+        if (end > first) _ = madvise((nint)first, (nuint)(end - first), MadvDontNeed);
+    }
+
+    const long PageSize = 4096;
+    const int MadvDontNeed = 4;
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int madvise(nint address, nuint length, int advice);
 
     byte* Start(SafeTensorInfo info)
     {

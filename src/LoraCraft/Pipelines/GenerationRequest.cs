@@ -21,6 +21,8 @@ public sealed record GenerationRequest
     public Tensor? InitImage { get; init; }
     /// <summary>Mask [1,1,H,W] in [0,1], 1 = repaint.</summary>
     public Tensor? Mask { get; init; }
+    /// <summary>Whether the VAE works in tiles (auto: only for large images).</summary>
+    public Models.Vae.VaeTilingMode VaeTiling { get; init; } = Models.Vae.VaeTilingMode.Auto;
 
     public void Validate()
     {
@@ -41,8 +43,11 @@ public sealed record GenerationRequest
     }
 }
 
+/// <summary>Seconds spent in each phase of a generation.</summary>
+public sealed record GenerationTimings(double TextSeconds, double SamplingSeconds, double DecodeSeconds);
+
 /// <summary>The final latent (model space, before decoding) and the decoded image in [0,1].</summary>
-public sealed record GenerationResult(Tensor Latent, Tensor Image, float[] Sigmas) : IDisposable
+public sealed record GenerationResult(Tensor Latent, Tensor Image, float[] Sigmas, GenerationTimings Timings) : IDisposable
 {
     public void Dispose()
     {

@@ -1,4 +1,5 @@
 using LoraCraft.Models;
+using LoraCraft.Models.Vae;
 using LoraCraft.Sampling;
 using LoraCraft.Text;
 using TorchSharp;
@@ -22,12 +23,14 @@ public static class StableDiffusionPipeline
         var schedule = NoiseSchedule.Default;
         var sigmas = Schedulers.ForDenoise(request.Scheduler, schedule, request.Steps, request.InitImage is null ? 1 : request.Denoise);
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var guidance = Guidance.Prepare(model, request);
+        double textSeconds = clock.Elapsed.TotalSeconds;
         long h = request.Height / 8, w = request.Width / 8;
         var latentShape = new long[] { 1, model.UNet.Config.OutChannels, h, w };
 
         // the latent we start from: zeros for txt2img, the encoded init image otherwise
-        var latent = request.InitImage is null ? zeros(latentShape) : EncodeImage(model, request.InitImage);
+        var latent = request.InitImage is null ? zeros(latentShape) : EncodeImage(model, request.InitImage, request.VaeTiling);
         Tensor? latentMask = null;
         InpaintConcat? concat = null;
         if (request.Mask is not null)
@@ -57,24 +60,31 @@ public static class StableDiffusionPipeline
             return denoised.MoveToOuterDisposeScope();
         };
 
+        double samplingStart = clock.Elapsed.TotalSeconds;
         var final = Samplers.Sample(request.Sampler, denoiser, x, sigmas, ancestral, ctx);
-        var image = DecodeLatent(model, final);
-        return new GenerationResult(final.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope(), sigmas);
+        double decodeStart = clock.Elapsed.TotalSeconds;
+        var image = DecodeLatent(model, final, request.VaeTiling);
+        var timings = new GenerationTimings(textSeconds, decodeStart - samplingStart, clock.Elapsed.TotalSeconds - decodeStart);
+        return new GenerationResult(final.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope(), sigmas, timings);
     }
 
     /// <summary>Image [1,3,H,W] in [0,1] -> scaled latent (mode of the VAE's distribution).</summary>
-    public static Tensor EncodeImage(StableDiffusionModel model, Tensor image)
+    public static Tensor EncodeImage(StableDiffusionModel model, Tensor image, VaeTilingMode tiling = VaeTilingMode.Auto)
     {
         using var scope = NewDisposeScope();
-        var (mean, _) = model.Vae.Encode(image.to(ScalarType.Float32) * 2 - 1);
+        var pixels = image.to(ScalarType.Float32) * 2 - 1;
+        var mean = VaeTiling.ShouldTile(tiling, image.shape[2] / 8, image.shape[3] / 8)
+            ? VaeTiling.EncodeMean(model.Vae, pixels)
+            : model.Vae.Encode(pixels).Mean;
         return (mean * model.LatentScale).MoveToOuterDisposeScope();
     }
 
     /// <summary>Scaled latent -> image [1,3,H,W] clamped to [0,1].</summary>
-    public static Tensor DecodeLatent(StableDiffusionModel model, Tensor latent)
+    public static Tensor DecodeLatent(StableDiffusionModel model, Tensor latent, VaeTilingMode tiling = VaeTilingMode.Auto)
     {
         using var scope = NewDisposeScope();
-        var decoded = model.Vae.Decode(latent / model.LatentScale);
+        var z = latent / model.LatentScale;
+        var decoded = VaeTiling.ShouldTile(tiling, latent.shape[2], latent.shape[3]) ? VaeTiling.Decode(model.Vae, z) : model.Vae.Decode(z);
         return ((decoded + 1) / 2).clamp(0, 1).MoveToOuterDisposeScope();
     }
 }

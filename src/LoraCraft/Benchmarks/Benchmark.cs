@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using LoraCraft.Models;
+using LoraCraft.Models.Loading;
+using LoraCraft.Models.Random;
+using LoraCraft.Pipelines;
+using LoraCraft.Sampling;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Benchmarks;
+
+public sealed record BenchOptions
+{
+    public string Family { get; init; } = "sd15";
+    public int? Width { get; init; }
+    public int? Height { get; init; }
+    public int Steps { get; init; } = 4;
+    public ScalarType DType { get; init; } = ScalarType.BFloat16;
+    public int LoraRank { get; init; } = 32;
+    public required string CacheDir { get; init; }
+}
+
+/// <summary>What `loracraft bench` reports; the JSON field names are part of the CLI contract.</summary>
+public sealed record BenchResult
+{
+    public required string Family { get; init; }
+    public required string DType { get; init; }
+    public required int Width { get; init; }
+    public required int Height { get; init; }
+    public required int Steps { get; init; }
+    public required int Threads { get; init; }
+    public double LoadSeconds { get; init; }
+    public double TextSeconds { get; init; }
+    public double StepSeconds { get; init; }
+    public double VaeDecodeSeconds { get; init; }
+    public double TotalSeconds { get; init; }
+    public double PeakRssMb { get; init; }
+    public double LoraApplySeconds { get; init; }
+    public double LoraSwitchSeconds { get; init; }
+    public double LoraReapplySeconds { get; init; }
+    public double StepWithLoraSeconds { get; init; }
+}
+
+/// <summary>
+/// Times a full-size random checkpoint end to end (built once with the random-checkpoint maker and
+/// cached), so figures can be compared across machines and versions without a real model.
+/// </summary>
+public static class Benchmark
+{
+    public static string ModelPath(BenchOptions o) => Path.Combine(o.CacheDir, $"random-{o.Family}-full.safetensors");
+
+    public static RandomModelKind Kind(string family) => family switch
+    {
+        "sd15" => RandomModelKind.Sd15,
+        "sdxl" => RandomModelKind.Sdxl,
+        _ => throw new UserErrorException($"--family must be sd15 or sdxl, got '{family}'"),
+    };
+
+    /// <summary>Builds (once) the random checkpoint and a byte-level tokenizer for it.</summary>
+    public static (string Model, string Tokenizer) Prepare(BenchOptions o, TextWriter log)
+    {
+        Directory.CreateDirectory(o.CacheDir);
+        var model = ModelPath(o);
+        if (!File.Exists(model))
+        {
+            log.WriteLine($"building a full-size random {o.Family} checkpoint in {model} (once; RANDOM weights)...");
+            RandomCheckpoint.Make(model, RandomArchitecture.Of(Kind(o.Family), RandomModelSize.Full), 1);
+        }
+        var tokenizer = Path.Combine(o.CacheDir, "byte-tokenizer");
+        if (!File.Exists(Path.Combine(tokenizer, "vocab.json")))
+        {
+            Directory.CreateDirectory(tokenizer);
+            ByteLevelTokenizer.Write(tokenizer, "<|endoftext|>");
+        }
+        return (model, tokenizer);
+    }
+
+    public static BenchResult Run(BenchOptions o, Func<StableDiffusionModel, BenchResult, BenchResult>? loraPart, TextWriter log)
+    {
+        var (modelPath, tokenizer) = Prepare(o, log);
+        var total = Stopwatch.StartNew();
+        var clock = Stopwatch.StartNew();
+        using var model = CheckpointLoader.Load(modelPath, new LoadOptions { TokenizerDir = tokenizer, DType = o.DType });
+        double load = clock.Elapsed.TotalSeconds;
+        int size = model.Family.DefaultSize();
+        var request = new GenerationRequest
+        {
+            Prompt = "a photo of a cat sitting on a wooden table, soft light",
+            Negative = "low quality, blurry",
+            Seed = 1, Steps = o.Steps, Cfg = 7, Sampler = "euler", Scheduler = "normal",
+            Width = o.Width ?? size, Height = o.Height ?? size,
+        };
+        log.WriteLine($"loaded in {load:F1} s; generating {request.Width}x{request.Height}, {o.Steps} euler steps, cfg 7...");
+        using var result = StableDiffusionPipeline.Generate(model, request);
+        var r = new BenchResult
+        {
+            Family = o.Family, DType = Runtime.Compute.Name(o.DType), Width = request.Width, Height = request.Height,
+            Steps = o.Steps, Threads = get_num_threads(),
+            LoadSeconds = load,
+            TextSeconds = result.Timings.TextSeconds,
+            StepSeconds = result.Timings.SamplingSeconds / o.Steps,
+            VaeDecodeSeconds = result.Timings.DecodeSeconds,
+        };
+        if (loraPart is not null) r = loraPart(model, r with { });
+        return r with { TotalSeconds = total.Elapsed.TotalSeconds, PeakRssMb = ProcessMemory.PeakRssMb() };
+    }
+}

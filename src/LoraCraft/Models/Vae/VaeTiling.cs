@@ -1,0 +1,89 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Models.Vae;
+
+public enum VaeTilingMode { Auto, On, Off }
+
+/// <summary>
+/// Decodes and encodes large images in overlapping tiles so memory stays bounded: each tile is
+/// processed alone and tiles are blended with linear ramps across the overlap. The VAE's mid-block
+/// attention sees only its tile, so results differ slightly from a whole-image pass (measured in tests).
+/// </summary>
+public static class VaeTiling
+{
+    /// <summary>Latent tile side (64 = 512 px) and overlap (16 = 128 px).</summary>
+    public const int Tile = 64, Overlap = 16;
+
+    /// <summary>Auto tiles latents larger than 96x96 (768 px square): SD1 512 px stays a single pass.</summary>
+    public static bool ShouldTile(VaeTilingMode mode, long latentHeight, long latentWidth) => mode switch
+    {
+        VaeTilingMode.On => latentHeight > Tile || latentWidth > Tile,
+        VaeTilingMode.Off => false,
+        _ => latentHeight * latentWidth > 96 * 96,
+    };
+
+    public static VaeTilingMode Parse(string? s) => s switch
+    {
+        null or "auto" => VaeTilingMode.Auto,
+        "on" => VaeTilingMode.On,
+        "off" => VaeTilingMode.Off,
+        _ => throw new UserErrorException($"--vae-tiling must be auto, on or off, got '{s}'"),
+    };
+
+    /// <summary>Unscaled latent [1,C,h,w] -> image [1,3,8h,8w] like <see cref="VaeModel.Decode"/>, tile by tile.</summary>
+    public static Tensor Decode(VaeModel vae, Tensor latent, int tile = Tile, int overlap = Overlap) =>
+        Blend(latent, tile, overlap, 8, 3, vae.Decode);
+
+    /// <summary>Image [1,3,H,W] in [-1,1] -> latent mean [1,C,H/8,W/8], tile by tile (image tiles of 8 * tile).</summary>
+    public static Tensor EncodeMean(VaeModel vae, Tensor image, int tile = Tile, int overlap = Overlap) =>
+        Blend(image, tile * 8, overlap * 8, 1, vae.Config.LatentChannels, t => vae.Encode(t).Mean, outScale: 8);
+
+    /// <summary>
+    /// Runs <paramref name="f"/> on overlapping tiles of <paramref name="input"/> and blends the
+    /// outputs. Output size = input size * scaleUp / outScale.
+    /// </summary>
+    static Tensor Blend(Tensor input, int tile, int overlap, int scaleUp, int outChannels, Func<Tensor, Tensor> f, int outScale = 1)
+    {
+        using var scope = NewDisposeScope();
+        long h = input.shape[2], w = input.shape[3];
+        long oh = h * scaleUp / outScale, ow = w * scaleUp / outScale;
+        var sum = zeros(input.shape[0], outChannels, oh, ow);
+        var weight = zeros(1, 1, oh, ow);
+        foreach (var y in Starts(h, tile, overlap))
+            foreach (var x in Starts(w, tile, overlap))
+            {
+                using var inner = NewDisposeScope();
+                long th = Math.Min(tile, h - y), tw = Math.Min(tile, w - x);
+                var part = f(input[.., .., (int)y..(int)(y + th), (int)x..(int)(x + tw)]).to(ScalarType.Float32);
+                long py = y * scaleUp / outScale, px = x * scaleUp / outScale, ph = part.shape[2], pw = part.shape[3];
+                int ramp = overlap * scaleUp / outScale;
+                var mask = Ramp(ph, ramp, y > 0, y + th < h).unsqueeze(1) * Ramp(pw, ramp, x > 0, x + tw < w).unsqueeze(0);
+                sum[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].add_(part * mask);
+                weight[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].add_(mask);
+            }
+        return (sum / weight).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Tile starts covering [0, n) with the given overlap; the last tile ends at n.</summary>
+    internal static IEnumerable<long> Starts(long n, int tile, int overlap)
+    {
+        if (n <= tile) { yield return 0; yield break; }
+        long stride = tile - overlap;
+        long s = 0;
+        for (; s + tile < n; s += stride) yield return s;
+        yield return n - tile;
+    }
+
+    /// <summary>Weights rising linearly over the overlap at edges shared with a neighbour tile.</summary>
+    static Tensor Ramp(long n, int ramp, bool fadeIn, bool fadeOut)
+    {
+        var r = ones(n);
+        ramp = (int)Math.Min(ramp, n / 2);
+        if (ramp <= 0) return r;
+        var up = linspace(1.0 / (ramp + 1), ramp / (ramp + 1.0), ramp);
+        if (fadeIn) r[..ramp] = up;
+        if (fadeOut) r[(int)(n - ramp)..] = up.flip(0);
+        return r;
+    }
+}

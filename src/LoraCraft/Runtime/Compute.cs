@@ -1,0 +1,47 @@
+using static TorchSharp.torch;
+
+namespace LoraCraft.Runtime;
+
+/// <summary>Compute dtype and thread choices shared by every command that runs models.</summary>
+public static class Compute
+{
+    /// <summary>`fp32`, `bf16` or `auto` (bf16 where the CPU has AMX or AVX512-BF16, else fp32).</summary>
+    public static ScalarType ParseDType(string? name) => name switch
+    {
+        null or "auto" => CpuHasFastBf16() ? ScalarType.BFloat16 : ScalarType.Float32,
+        "fp32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        _ => throw new UserErrorException($"--dtype must be fp32, bf16 or auto, got '{name}'"),
+    };
+
+    public static string Name(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => "fp32",
+        ScalarType.BFloat16 => "bf16",
+        ScalarType.Float16 => "fp16",
+        _ => t.ToString(),
+    };
+
+    static readonly Lazy<bool> FastBf16 = new(() =>
+    {
+        try
+        {
+            if (!File.Exists("/proc/cpuinfo")) return false;
+            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
+            var set = flags.Split([' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+            return set.Contains("amx_bf16") || set.Contains("avx512_bf16");
+        }
+        catch (IOException) { return false; }
+    });
+
+    public static bool CpuHasFastBf16() => FastBf16.Value;
+
+    /// <summary>Sets libtorch's intra-op threads: all cores unless the user asked otherwise.</summary>
+    public static int SetThreads(int? threads)
+    {
+        int n = threads ?? Environment.ProcessorCount;
+        if (n < 1) throw new UserErrorException($"--threads must be 1 or more, got {n}");
+        set_num_threads(n);
+        return n;
+    }
+}
