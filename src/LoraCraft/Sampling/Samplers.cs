@@ -14,10 +14,14 @@ public readonly record struct SamplerStep(int Index, int Total);
 /// <summary>Per-run plumbing shared by every sampler: progress and cancellation.</summary>
 public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, CancellationToken Cancel = default)
 {
+    /// <summary>
+    /// Called after each finished step: reports it, then stops if cancellation was requested, so
+    /// a cancel (from the progress handler or another thread) never starts another model call.
+    /// </summary>
     public void Step(int i, int total)
     {
-        Cancel.ThrowIfCancellationRequested();
         Progress?.Report(new SamplerStep(i + 1, total));
+        Cancel.ThrowIfCancellationRequested();
     }
 }
 
@@ -26,18 +30,21 @@ public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, Can
 /// parameters (eta 1, s_noise 1, no churn). Guidance and masks live in the denoiser.
 /// Every sampler owns its input x and returns a new tensor.
 /// </summary>
-public static class Samplers
+public static partial class Samplers
 {
     public static readonly string[] Names =
-        ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral", "dpmpp_2m", "ddim"];
+        ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral", "dpmpp_2m", "ddim",
+         "uni_pc", "uni_pc_bh2"];
 
     public static bool IsAncestral(string name) => name is "euler_ancestral" or "dpm_2_ancestral" or "dpmpp_2s_ancestral";
 
     public static Tensor Sample(string name, Denoiser model, Tensor x, float[] sigmas, NoiseSource noise, SamplerContext? ctx = null)
     {
         ctx ??= new SamplerContext();
+        ctx.Cancel.ThrowIfCancellationRequested();
         return name switch
         {
+            // ComfyUI's ddim is k-diffusion's euler: the same update (see SamplerFormulaTests)
             "euler" or "ddim" => Euler(model, x, sigmas, ctx),
             "euler_ancestral" => EulerAncestral(model, x, sigmas, noise, ctx),
             "heun" => Heun(model, x, sigmas, ctx),
@@ -46,6 +53,8 @@ public static class Samplers
             "lms" => Lms(model, x, sigmas, ctx),
             "dpmpp_2s_ancestral" => DpmPp2sAncestral(model, x, sigmas, noise, ctx),
             "dpmpp_2m" => DpmPp2m(model, x, sigmas, ctx),
+            "uni_pc" => UniPc(model, x, sigmas, ctx, bh2: false),
+            "uni_pc_bh2" => UniPc(model, x, sigmas, ctx, bh2: true),
             _ => throw new UserErrorException($"unknown sampler '{name}' (known: {string.Join(", ", Names)})"),
         };
     }

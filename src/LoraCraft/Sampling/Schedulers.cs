@@ -6,7 +6,7 @@ namespace LoraCraft.Sampling;
 /// </summary>
 public static class Schedulers
 {
-    public static readonly string[] Names = ["normal", "karras", "exponential", "sgm_uniform", "simple"];
+    public static readonly string[] Names = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"];
 
     public static float[] Compute(string name, NoiseSchedule s, int steps) => name switch
     {
@@ -15,6 +15,7 @@ public static class Schedulers
         "karras" => Karras(steps, s.SigmaMin, s.SigmaMax),
         "exponential" => Exponential(steps, s.SigmaMin, s.SigmaMax),
         "simple" => Simple(s, steps),
+        "ddim_uniform" => DdimUniform(s, steps),
         _ => throw new UserErrorException($"unknown scheduler '{name}' (known: {string.Join(", ", Names)})"),
     };
 
@@ -71,6 +72,21 @@ public static class Schedulers
         double stride = (double)s.Sigmas.Length / steps;
         var sigmas = new List<float>();
         for (int x = 0; x < steps; x++) sigmas.Add(s.Sigmas[^(1 + (int)(x * stride))]);
+        sigmas.Add(0);
+        return sigmas.ToArray();
+    }
+
+    /// <summary>
+    /// ComfyUI's `ddim_uniform`: training steps 1, 1 + k, 1 + 2k, ... (k = N / steps, rounded down)
+    /// from the top, then 0. The count follows from the stride, so it can differ from steps (7 for 6),
+    /// as in ComfyUI and A1111's DDIM.
+    /// </summary>
+    static float[] DdimUniform(NoiseSchedule s, int steps)
+    {
+        int stride = Math.Max(s.Sigmas.Length / steps, 1);
+        var sigmas = new List<float>();
+        for (int t = 1; t < s.Sigmas.Length; t += stride) sigmas.Add(s.Sigmas[t]);
+        sigmas.Reverse();
         sigmas.Add(0);
         return sigmas.ToArray();
     }
