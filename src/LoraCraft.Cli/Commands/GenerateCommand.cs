@@ -147,9 +147,7 @@ public static class GenerateCommand
         if (a.Get("cfg") is not null && a.GetDouble("cfg", 0) < 0) throw new UserErrorException($"--cfg must be 0 or more, got {a.Get("cfg")}");
         if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
             throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
-        if (a.Get("sampler") is { } sampler) SamplerNames.Resolve(sampler);
-        if (a.Get("scheduler") is { } scheduler && !Schedulers.Names.Contains(scheduler))
-            throw new UserErrorException($"unknown scheduler '{scheduler}' (known: {string.Join(", ", Schedulers.Names)})");
+        if (a.Get("sampler") is not null || a.Get("scheduler") is not null) SamplerNames.Resolve(a.Get("sampler") ?? "euler_ancestral", a.Get("scheduler"));
         if (a.Get("mask") is { } mask)
         {
             if (a.Get("init-image") is not { } init) throw new UserErrorException("--mask needs --init-image");
@@ -171,12 +169,12 @@ public static class GenerateCommand
         else if (!fromPng) r = r with { Seed = Random.Shared.NextInt64(0, uint.MaxValue) };
         if (a.Get("steps") is not null) r = r with { Steps = a.GetInt("steps", r.Steps) };
         if (a.Get("cfg") is not null) r = r with { Cfg = a.GetDouble("cfg", r.Cfg) };
-        if (a.Get("sampler") is { } samplerName)
+        // "Euler a", "DPM++ 2M Karras", "dpmpp_2m" ...; --scheduler overrides the name's schedule
+        if (a.Get("sampler") is not null || a.Get("scheduler") is not null)
         {
-            var (sampler, impliedSchedule) = SamplerNames.Resolve(samplerName);
-            r = r with { Sampler = sampler, Scheduler = impliedSchedule ?? r.Scheduler };
+            var (sampler, scheduler) = SamplerNames.Resolve(a.Get("sampler") ?? r.Sampler, a.Get("scheduler"));
+            r = r with { Sampler = sampler, Scheduler = scheduler };
         }
-        if (a.Get("scheduler") is { } scheduler) r = r with { Scheduler = scheduler };
         int size = model.Family.DefaultSize();
         if (model.Family == ModelFamily.Sd2 && model.Prediction == Prediction.Epsilon) size = 512;
         if (!fromPng) r = r with { Width = size, Height = size };

@@ -29,22 +29,16 @@ public class VaeTilingTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void TiledDecodeAndEncodeStayCloseToWholeImage()
+    public void BlendingIsExactForPixelLocalMaps()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
-        var vae = ModelCases.Model("sd15", false).Vae;
+        // a map with no spatial context (8x nearest upsampling, a per-pixel channel mix) must come
+        // out of the tiling identical to one pass: the blend weights sum to 1 everywhere
         using var scope = NewDisposeScope();
-        using var g = new torch.Generator(5);
-        // a smooth latent, like a real one (white noise would exaggerate the seams)
-        var z = nn.functional.interpolate(randn([1, 4, 6, 5], generator: g), size: [48, 40], mode: InterpolationMode.Bilinear, align_corners: false);
-        var whole = vae.Decode(z);
-        var tiled = VaeTiling.Decode(vae, z, tile: 24, overlap: 8);
-        double decodeErr = Fixture.RelL2(tiled, whole);
-        var image = whole.clamp(-1, 1);
-        double encodeErr = Fixture.RelL2(VaeTiling.EncodeMean(vae, image, tile: 24, overlap: 8), vae.Encode(image).Mean);
-        output.WriteLine($"tiled vs whole: decode rel L2 {decodeErr:E2}, encode rel L2 {encodeErr:E2}");
-        Assert.True(decodeErr < 0.1, $"tiled decode differs by {decodeErr:E2}");
-        Assert.True(encodeErr < 0.1, $"tiled encode differs by {encodeErr:E2}");
-        Assert.True(decodeErr > 0, "several tiles should see less context than one pass");
+        using var g = new torch.Generator(9);
+        var z = randn([1, 4, 40, 36], generator: g);
+        var mix = randn([3, 4], generator: g);
+        Tensor Local(Tensor t) => nn.functional.interpolate(torch.einsum("oc,bchw->bohw", mix, t), scale_factor: [8.0, 8.0], mode: InterpolationMode.Nearest);
+        var tiled = VaeTiling.Blend(z, 16, 6, 8, 3, Local);
+        Assert.True(Fixture.RelL2(tiled, Local(z)) < 1e-6);
     }
 }

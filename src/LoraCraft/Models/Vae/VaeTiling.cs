@@ -43,7 +43,7 @@ public static class VaeTiling
     /// Runs <paramref name="f"/> on overlapping tiles of <paramref name="input"/> and blends the
     /// outputs. Output size = input size * scaleUp / outScale.
     /// </summary>
-    static Tensor Blend(Tensor input, int tile, int overlap, int scaleUp, int outChannels, Func<Tensor, Tensor> f, int outScale = 1)
+    internal static Tensor Blend(Tensor input, int tile, int overlap, int scaleUp, int outChannels, Func<Tensor, Tensor> f, int outScale = 1)
     {
         using var scope = NewDisposeScope();
         long h = input.shape[2], w = input.shape[3];
