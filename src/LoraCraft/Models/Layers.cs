@@ -38,8 +38,8 @@ public sealed class GroupNorm : Net
     readonly double _eps;
     public GroupNorm(long groups, long channels, double eps)
     {
-        _w = Param("weight", channels);
-        _b = Param("bias", channels);
+        _w = Param("weight", keepFloat32: true, channels);
+        _b = Param("bias", keepFloat32: true, channels);
         _groups = groups;
         _eps = eps;
     }

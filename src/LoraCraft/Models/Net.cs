@@ -10,8 +10,15 @@ namespace LoraCraft.Models;
 /// </summary>
 public sealed class Weight
 {
-    public Weight(long[] shape) => Shape = shape;
+    public Weight(long[] shape, bool keepFloat32 = false)
+    {
+        Shape = shape;
+        KeepFloat32 = keepFloat32;
+    }
+
     public long[] Shape { get; }
+    /// <summary>Loaded in float32 whatever the compute dtype (group-norm affine: tiny, and libtorch's mixed kernel is fast).</summary>
+    public bool KeepFloat32 { get; }
     public Tensor? Value { get; set; }
     public Tensor T => Value ?? throw new InvalidOperationException("weights are not loaded");
 }
@@ -33,9 +40,11 @@ public abstract class Net
         return child;
     }
 
-    protected Weight Param(string name, params long[] shape)
+    protected Weight Param(string name, params long[] shape) => Param(name, false, shape);
+
+    protected Weight Param(string name, bool keepFloat32, params long[] shape)
     {
-        var w = new Weight(shape);
+        var w = new Weight(shape, keepFloat32);
         _weights.Add((name, w));
         return w;
     }
@@ -50,7 +59,7 @@ public abstract class Net
     }
 
     /// <summary>The dtype the weights were loaded in (the compute dtype).</summary>
-    public ScalarType DType => Weights().First().Weight.T.dtype;
+    public ScalarType DType => Weights().First(w => !w.Weight.KeepFloat32).Weight.T.dtype;
 }
 
 /// <summary>A numbered list of children, as nn.ModuleList / nn.Sequential name them.</summary>

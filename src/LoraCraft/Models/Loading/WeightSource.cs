@@ -75,7 +75,7 @@ public static class WeightLoader
         {
             var recipe = source.RecipeFor(name);
             if (recipe is null) { missing.Add(name); continue; }
-            var t = source.Load(name, recipe, dtype);
+            var t = source.Load(name, recipe, weight.KeepFloat32 ? ScalarType.Float32 : dtype);
             if (!t.shape.SequenceEqual(weight.Shape))
             {
                 var got = string.Join("x", t.shape);
