@@ -19,7 +19,7 @@ public static class GenerateCommand
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
-        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling",
+        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling", "device",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
@@ -57,6 +57,7 @@ public static class GenerateCommand
         using var model = CheckpointLoader.Load(modelPath, new LoadOptions
         {
             ConfigDir = a.Get("config"), TokenizerDir = a.Get("tokenizer"), Prediction = prediction, DType = dtype,
+            Device = Runtime.Compute.ParseDevice(a.Get("device") ?? "cpu"),
         });
         bool quiet = a.Flag("quiet");
         if (!quiet)

@@ -60,6 +60,9 @@ public abstract class Net
 
     /// <summary>The dtype the weights were loaded in (the compute dtype).</summary>
     public ScalarType DType => Weights().First(w => !w.Weight.KeepFloat32).Weight.T.dtype;
+
+    /// <summary>Where the weights live (CPU unless loaded for CUDA).</summary>
+    public Device Device => Weights().First().Weight.T.device;
 }
 
 /// <summary>A numbered list of children, as nn.ModuleList / nn.Sequential name them.</summary>

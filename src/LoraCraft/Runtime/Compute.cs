@@ -36,6 +36,31 @@ public static class Compute
 
     public static bool CpuHasFastBf16() => FastBf16.Value;
 
+    /// <summary>`cpu`, `cuda` or `auto` (CUDA when TorchSharp's CUDA backend is present and sees a GPU).</summary>
+    public static Device ParseDevice(string? name)
+    {
+        switch (name)
+        {
+            case null or "cpu":
+                return CPU;
+            case "auto":
+                return CudaAvailable() ? CUDA : CPU;
+            case "cuda":
+                if (!CudaAvailable())
+                    throw new UserErrorException("--device cuda: no CUDA backend in this build or no GPU visible " +
+                                                 "(build with -p:TorchBackend=cuda for TorchSharp-cuda-linux)");
+                return CUDA;
+            default:
+                throw new UserErrorException($"--device must be cpu, cuda or auto, got '{name}'");
+        }
+    }
+
+    static bool CudaAvailable()
+    {
+        try { return cuda.is_available(); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException) { return false; }
+    }
+
     /// <summary>Sets libtorch's intra-op threads: all cores unless the user asked otherwise.</summary>
     public static int SetThreads(int? threads)
     {

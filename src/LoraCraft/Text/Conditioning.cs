@@ -36,7 +36,7 @@ public static class TextConditioner
             if (clipSkip > layers) throw new UserErrorException($"clip skip {clipSkip} exceeds the text encoder's {layers} layers");
             using var ids = Ids(slot, prompt);
             using var output = slot.Model.Forward(ids, stopAfterLayers: layers - (clipSkip - 1));
-            var context = output.LastHiddenState.to(ScalarType.Float32);
+            var context = output.LastHiddenState.to(ScalarType.Float32, CPU);
             return new Conditioning(context.MoveToOuterDisposeScope(), null);
         }
 
@@ -47,8 +47,8 @@ public static class TextConditioner
         using var out1 = enc1.Model.Forward(ids1);
         using var out2 = enc2.Model.Forward(ids2);
         int back = Math.Max(2, clipSkip);
-        var ctx = torch.cat([out1.HiddenStates[^back].to(ScalarType.Float32), out2.HiddenStates[^back].to(ScalarType.Float32)], -1);
-        var pooled = out2.TextEmbeds!.to(ScalarType.Float32);
+        var ctx = torch.cat([out1.HiddenStates[^back].to(ScalarType.Float32, CPU), out2.HiddenStates[^back].to(ScalarType.Float32, CPU)], -1);
+        var pooled = out2.TextEmbeds!.to(ScalarType.Float32, CPU);
         return new Conditioning(ctx.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
     }
 

@@ -120,10 +120,12 @@ public sealed class ClipTextModel : Net
         using var scope = NewDisposeScope();
         long n = ids.shape[1];
         var wdt = DType;
-        using var positions = arange(n, ScalarType.Int64);
+        var dev = Device;
+        ids = ids.to(dev);
+        using var positions = arange(n, ScalarType.Int64, dev);
         var h = (_tokens.Forward(ids) + _positions.Forward(positions).unsqueeze(0)).to(wdt);
         // causal mask: -inf above the diagonal (float mask is added to the attention scores)
-        var mask = torch.full(n, n, float.NegativeInfinity, dtype: wdt).triu(1);
+        var mask = torch.full(n, n, float.NegativeInfinity, dtype: wdt, device: dev).triu(1);
         var hidden = new List<Tensor> { h };
         int layers = Math.Min(stopAfterLayers ?? Config.Layers, Config.Layers);
         for (int i = 0; i < layers; i++)
@@ -137,7 +139,7 @@ public sealed class ClipTextModel : Net
         {
             // first end token of each row (transformers: first position equal to eos_token_id)
             var eosPos = (ids == Config.EosTokenId).to(ScalarType.Int32).argmax(1);
-            pooled = last[arange(ids.shape[0]), eosPos];
+            pooled = last[arange(ids.shape[0], device: dev), eosPos];
             if (_projection is not null) textEmbeds = _projection.Forward(pooled);
         }
         var output = new ClipTextOutput(

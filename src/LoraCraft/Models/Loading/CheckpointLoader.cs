@@ -15,6 +15,8 @@ public sealed record LoadOptions
     /// <summary>Overrides the prediction type (SD2 768-v single files carry no marker of it).</summary>
     public Prediction? Prediction { get; init; }
     public ScalarType DType { get; init; } = ScalarType.Float32;
+    /// <summary>CPU by default; CUDA needs the TorchSharp-cuda build (see README).</summary>
+    public Device? Device { get; init; }
 }
 
 /// <summary>
@@ -80,10 +82,10 @@ public static class CheckpointLoader
             unetConfig = unetConfig with { AdditionTimeEmbedDim = (unetConfig.AdmInChannels - pooled) / 6 };
         }
         var unet = new UNetModel(unetConfig);
-        WeightLoader.Load(unet, WeightSource.Prefixed(file, CheckpointLayout.UNetPrefix), options.DType, "UNet");
+        WeightLoader.Load(unet, WeightSource.Prefixed(file, CheckpointLayout.UNetPrefix), options.DType, "UNet", options.Device);
 
         var vae = new VaeModel(ModelConfigs.VaeFromShapes(file.Header, CheckpointLayout.VaePrefix));
-        WeightLoader.Load(vae, WeightSource.Prefixed(file, CheckpointLayout.VaePrefix), options.DType, "VAE");
+        WeightLoader.Load(vae, WeightSource.Prefixed(file, CheckpointLayout.VaePrefix), options.DType, "VAE", options.Device);
 
         var prediction = options.Prediction ?? SchedulerPrediction(configDir) ?? Prediction.Epsilon;
         return new StableDiffusionModel
@@ -99,7 +101,7 @@ public static class CheckpointLoader
             if (hfConfig is not null) config = ModelConfigs.WithHfConfig(config, hfConfig);
             config = config with { Layers = config.Layers - dropLayers };
             var model = new ClipTextModel(config);
-            WeightLoader.Load(model, new WeightSource(f, n => names(n) is { } r ? r with { SourceKey = prefix + r.SourceKey } : null), options.DType, "text encoder");
+            WeightLoader.Load(model, new WeightSource(f, n => names(n) is { } r ? r with { SourceKey = prefix + r.SourceKey } : null), options.DType, "text encoder", options.Device);
             return new TextEncoderSlot(model, tok, padId);
         }
     }

@@ -29,12 +29,12 @@ static class DiffusersFolder
 
         var unet = new UNetModel(unetConfig);
         using (var f = SafetensorsFile.Open(Weights(dir, "unet")))
-            WeightLoader.Load(unet, new WeightSource(f, n => DiffusersNames.UNet(n, unetConfig) is { } k ? new WeightRecipe(k) : null), options.DType, "UNet");
+            WeightLoader.Load(unet, new WeightSource(f, n => DiffusersNames.UNet(n, unetConfig) is { } k ? new WeightRecipe(k) : null), options.DType, "UNet", options.Device);
 
         var vaeConfig = ModelConfigs.VaeFromDiffusers(Required(dir, "vae", "config.json"));
         var vae = new VaeModel(vaeConfig);
         using (var f = SafetensorsFile.Open(Weights(dir, "vae")))
-            WeightLoader.Load(vae, new WeightSource(f, n => DiffusersNames.Vae(n, vaeConfig.BlockChannels.Length)), options.DType, "VAE");
+            WeightLoader.Load(vae, new WeightSource(f, n => DiffusersNames.Vae(n, vaeConfig.BlockChannels.Length)), options.DType, "VAE", options.Device);
 
         return new StableDiffusionModel
         {
@@ -53,7 +53,7 @@ static class DiffusersFolder
         var config = ModelConfigs.ClipFromShapes(f.Header, "", Names, ClipActivation.QuickGelu, tokenizer.EndId);
         config = ModelConfigs.WithHfConfig(config, Required(dir, sub, "config.json"));
         var model = new ClipTextModel(config);
-        WeightLoader.Load(model, new WeightSource(f, Names), options.DType, "text encoder");
+        WeightLoader.Load(model, new WeightSource(f, Names), options.DType, "text encoder", options.Device);
         return new TextEncoderSlot(model, tokenizer, padId);
     }
 

@@ -68,7 +68,7 @@ public sealed class WeightSource
 /// <summary>Fills every weight of a network from a source, checking shapes; names what is missing.</summary>
 public static class WeightLoader
 {
-    public static void Load(Net net, WeightSource source, ScalarType dtype, string component)
+    public static void Load(Net net, WeightSource source, ScalarType dtype, string component, Device? device = null)
     {
         var missing = new List<string>();
         foreach (var (name, weight) in net.Weights())
@@ -84,6 +84,12 @@ public static class WeightLoader
                     $"{component} weight '{recipe.SourceKey}' has shape [{got}], expected [{string.Join("x", weight.Shape)}]");
             }
             weight.Value?.Dispose();
+            if (device is not null && device.type != DeviceType.CPU)
+            {
+                var moved = t.to(device);
+                t.Dispose();
+                t = moved;
+            }
             weight.Value = t.DetachFromDisposeScope(); // weights live as long as the model, not a caller's scope
         }
         if (missing.Count > 0)

@@ -96,15 +96,16 @@ public sealed class UNetModel : Net
     {
         using var outer = NewDisposeScope();
         var wdt = DType;
-        var tEmb = TimestepEmbedding(timesteps, Config.BlockChannels[0]).to(wdt);
+        var dev = Device;
+        var tEmb = TimestepEmbedding(timesteps, Config.BlockChannels[0]).to(wdt, dev);
         var emb = _time2.Forward(F.silu(_time1.Forward(tEmb)));
         if (_label1 is not null)
         {
             if (y is null) throw new ArgumentException("this UNet needs the SDXL `y` vector (pooled text + time ids)");
-            emb = emb + _label2!.Forward(F.silu(_label1.Forward(y.to(wdt))));
+            emb = emb + _label2!.Forward(F.silu(_label1.Forward(y.to(wdt, dev))));
         }
-        context = context.to(wdt);
-        var h = x.to(wdt);
+        context = context.to(wdt, dev);
+        var h = x.to(wdt, dev);
         var skips = new List<Tensor>();
         foreach (var layer in _input.Items)
         {
@@ -122,7 +123,7 @@ public sealed class UNetModel : Net
             h = RunLayer(layer, cat, emb, context);
             cat.Dispose();
         }
-        var result = _outConv.Forward(F.silu(_outNorm.Forward(h))).to(x.dtype);
+        var result = _outConv.Forward(F.silu(_outNorm.Forward(h))).to(x.dtype, x.device);
         return result.MoveToOuterDisposeScope();
     }
 

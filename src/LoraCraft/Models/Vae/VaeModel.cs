@@ -221,7 +221,7 @@ public sealed class VaeModel : Net
     public (Tensor Mean, Tensor LogVar) Encode(Tensor image)
     {
         using var scope = NewDisposeScope();
-        var moments = _quant.Forward(_encoder.Forward(image.to(DType))).to(ScalarType.Float32);
+        var moments = _quant.Forward(_encoder.Forward(image.to(DType, Device))).to(ScalarType.Float32, image.device);
         var parts = moments.chunk(2, 1);
         var logvar = parts[1].clamp(-30.0, 20.0);
         return (parts[0].MoveToOuterDisposeScope(), logvar.MoveToOuterDisposeScope());
@@ -231,7 +231,7 @@ public sealed class VaeModel : Net
     public Tensor Decode(Tensor latent)
     {
         using var scope = NewDisposeScope();
-        var z = _postQuant.Forward(latent.to(DType));
-        return _decoder.Forward(z).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        var z = _postQuant.Forward(latent.to(DType, Device));
+        return _decoder.Forward(z).to(ScalarType.Float32, latent.device).MoveToOuterDisposeScope();
     }
 }
