@@ -26,6 +26,15 @@ namespace LoraCraft.Cli
                                                        RANDOM-weight checkpoint (fp16, original layout) for
                                                        demos/benchmarks; tiny also writes FILE's config
                                                        folder (FILE without extension + .config)
+              lora list [--dir DIR] [--json]           LoRA files under DIR (default ./models/Lora): family,
+                                                       rank, alpha, modules, hash, trigger words (headers only)
+              lora info FILE|NAME [--dir DIR] [--json] all of the above plus metadata and top training tags
+              lora check FILE|NAME --model PATH [--config DIR] [--tokenizer DIR] [--json]
+                                                       which LoRA keys map onto the model, per component
+              make-lora --model PATH [--config DIR] [--tokenizer DIR] --rank R [--alpha A] [--seed N]
+                        [--targets attention|all] --out FILE.safetensors
+                                                       RANDOM-weight kohya LoRA for that model (fp16), for
+                                                       demos/benchmarks
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -61,6 +70,7 @@ namespace LoraCraft.Cli
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
+                    "lora" or "make-lora" => Commands.LoraCommand.Run(command, tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

@@ -41,7 +41,7 @@ public static class InspectCommand
             void Line(string label, string value) => text.Append(inv, $"{label,-12}{value}\n");
 
             Line("file", Header.Path);
-            Line("size", string.Format(inv, "{0:N0} bytes ({1})", Header.FileLength, Human(Header.FileLength)));
+            Line("size", string.Format(inv, "{0:N0} bytes ({1})", Header.FileLength, TextFormat.Human(Header.FileLength)));
             Line("tensors", Header.Tensors.Count.ToString("N0", inv));
             Line("parameters", Parameters.ToString("N0", inv));
             Line("dtypes", DTypes.Count == 0 ? "none" : string.Join(", ", DTypes.Select(d => string.Create(inv, $"{SafeDTypes.Name(d.DType)} {d.Count}"))));
@@ -50,7 +50,7 @@ public static class InspectCommand
             Line("metadata", Header.Metadata.Count == 0 ? "none" : $"{Header.Metadata.Count} keys");
             int width = Header.Metadata.Keys.Select(k => k.Length).DefaultIfEmpty(0).Max();
             foreach (var (key, value) in Header.Metadata)
-                text.Append("  ").Append(Escape(key).PadRight(width)).Append("  ").Append(Shown(value)).Append('\n');
+                text.Append("  ").Append(TextFormat.Escape(key).PadRight(width)).Append("  ").Append(TextFormat.Shown(value, ShownValueLength)).Append('\n');
             return text.ToString().TrimEnd('\n');
         }
 
@@ -75,27 +75,6 @@ public static class InspectCommand
                 json.WriteEndObject();
             }
             return Encoding.UTF8.GetString(buffer.ToArray());
-        }
-
-        /// <summary>A metadata value on one line, cut after <see cref="ShownValueLength"/> characters.</summary>
-        static string Shown(string value)
-        {
-            var line = Escape(value);
-            if (line.Length <= ShownValueLength) return line;
-            int cut = char.IsHighSurrogate(line[ShownValueLength - 1]) ? ShownValueLength - 1 : ShownValueLength;
-            return $"{line[..cut]}… ({value.Length:N0} chars)";
-        }
-
-        // Metadata often holds JSON with newlines (kohya's ss_tag_frequency, peft's adapter config).
-        static string Escape(string s) => s.Replace("\r", "\\r").Replace("\n", "\\n").Replace("\t", "\\t");
-
-        static string Human(long bytes)
-        {
-            string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
-            double size = bytes;
-            int unit = 0;
-            while (size >= 1024 && unit < units.Length - 1) { size /= 1024; unit++; }
-            return unit == 0 ? $"{bytes} B" : string.Create(CultureInfo.InvariantCulture, $"{size:0.0} {units[unit]}");
         }
     }
 }

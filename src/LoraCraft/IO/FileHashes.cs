@@ -18,8 +18,35 @@ public sealed class FileHashes
     readonly string _cachePath;
     readonly object _lock = new();
     ConcurrentDictionary<string, string>? _cache;
+    int _batches;
+    bool _dirty;
 
     public FileHashes(string cachePath) => _cachePath = cachePath;
+
+    /// <summary>
+    /// Until the returned scope is disposed, new hashes are kept in memory only; the cache file is
+    /// then written once (rewriting it per file made listing a new LoRA folder quadratic).
+    /// Scopes nest and may overlap across threads: the last one to end writes.
+    /// </summary>
+    public IDisposable Batch()
+    {
+        lock (_lock) _batches++;
+        return new BatchScope(this);
+    }
+
+    sealed class BatchScope(FileHashes owner) : IDisposable
+    {
+        int _ended;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 1) return;
+            lock (owner._lock)
+            {
+                if (--owner._batches == 0 && owner._dirty) owner.Save();
+            }
+        }
+    }
 
     /// <summary>sha256 of the whole file (hex, lower case).</summary>
     public string Sha256(string path) => Cached(path, "sha256", () => HashRange(path, 0));
@@ -28,8 +55,13 @@ public sealed class FileHashes
     public string SafetensorsDataSha256(string path) =>
         Cached(path, "addnet", () => HashRange(path, SafetensorsHeader.Read(path).DataOffset));
 
+    /// <summary>The same, for a header already read (no second parse).</summary>
+    public string SafetensorsDataSha256(SafetensorsHeader header) =>
+        Cached(header.Path, "addnet", () => HashRange(header.Path, header.DataOffset));
+
     public string ModelHash(string path) => Sha256(path)[..10];
     public string LoraHash(string path) => SafetensorsDataSha256(path)[..12];
+    public string LoraHash(SafetensorsHeader header) => SafetensorsDataSha256(header)[..12];
 
     static string HashRange(string path, long offset)
     {
@@ -47,7 +79,11 @@ public sealed class FileHashes
         if (cache.TryGetValue(key, out var hash)) return hash;
         hash = compute();
         cache[key] = hash;
-        Save(cache);
+        lock (_lock)
+        {
+            _dirty = true;
+            if (_batches == 0) Save();
+        }
         return hash;
     }
 
@@ -71,21 +107,20 @@ public sealed class FileHashes
         }
     }
 
-    void Save(ConcurrentDictionary<string, string> cache)
+    /// <summary>Writes the cache file; callers hold the lock.</summary>
+    void Save()
     {
-        lock (_lock)
+        _dirty = false;
+        try
         {
-            try
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(_cachePath)!);
-                var tmp = _cachePath + "." + Environment.ProcessId + ".tmp";
-                File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(new SortedDictionary<string, string>(cache)));
-                File.Move(tmp, _cachePath, overwrite: true);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // read-only cache folder: hashes are still correct, just not remembered
-            }
+            Directory.CreateDirectory(Path.GetDirectoryName(_cachePath)!);
+            var tmp = _cachePath + "." + Environment.ProcessId + ".tmp";
+            File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(new SortedDictionary<string, string>(_cache!)));
+            File.Move(tmp, _cachePath, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // read-only cache folder: hashes are still correct, just not remembered
         }
     }
 }

@@ -28,14 +28,11 @@ public static class SafeDTypes
     public static SafeDType Parse(string s) =>
         TryParse(s, out var d) ? d : throw new FormatException($"unknown safetensors dtype '{s}' (known: {string.Join(", ", Enum.GetNames<SafeDType>())})");
 
-    // Not Enum.TryParse: it would also accept "1", "f16" or "F16, BF16".
-    internal static bool TryParse(string s, out SafeDType d)
-    {
-        foreach (var v in Enum.GetValues<SafeDType>())
-            if (v.ToString() == s) { d = v; return true; }
-        d = default;
-        return false;
-    }
+    // Not Enum.TryParse: it would also accept "1", "f16" or "F16, BF16". A table, not a loop over
+    // Enum.ToString: headers are parsed by the thousand when a LoRA folder is listed.
+    static readonly Dictionary<string, SafeDType> ByName = Enum.GetValues<SafeDType>().ToDictionary(v => v.ToString(), StringComparer.Ordinal);
+
+    internal static bool TryParse(string s, out SafeDType d) => ByName.TryGetValue(s, out d);
 
     public static SafeDType? FromTorch(torch.ScalarType t) => t switch
     {

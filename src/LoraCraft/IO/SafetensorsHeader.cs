@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 
@@ -27,14 +29,15 @@ public sealed class SafetensorsHeader
     /// <summary>All tensors, ordered by their offset in the data section.</summary>
     public IReadOnlyList<SafeTensorInfo> Tensors { get; }
 
-    SafetensorsHeader(string path, long dataOffset, long fileLength, Dictionary<string, string> metadata, List<SafeTensorInfo> tensors)
+    SafetensorsHeader(string path, long dataOffset, long fileLength, Dictionary<string, string> metadata, List<SafeTensorInfo> tensors,
+                      Dictionary<string, SafeTensorInfo> byName)
     {
         Path = path;
         DataOffset = dataOffset;
         FileLength = fileLength;
         Metadata = metadata;
         Tensors = tensors;
-        _byName = tensors.ToDictionary(t => t.Name);
+        _byName = byName;
     }
 
     public bool Contains(string name) => _byName.ContainsKey(name);
@@ -79,82 +82,142 @@ public sealed class SafetensorsHeader
         stream.ReadExactly(json);
         if (!Utf8.IsValid(json)) throw Bad("header is not valid UTF-8");
 
-        JsonDocument document;
-        try { document = JsonDocument.Parse(json); }
+        long dataLength = fileLength - dataOffset;
+        var metadata = new Dictionary<string, string>();
+        var byName = new Dictionary<string, SafeTensorInfo>();
+        bool hasMetadata = false;
+        // One forward pass with a reader rather than a JsonDocument: a LoRA folder is listed by
+        // parsing thousands of headers of hundreds of entries each.
+        var reader = new Utf8JsonReader(json);
+        try
+        {
+            reader.Read();
+            if (reader.TokenType != JsonTokenType.StartObject)
+            {
+                string kind = Kind(reader.TokenType);
+                SkipToEnd(ref reader); // invalid JSON is reported as such, whatever its first token
+                throw Bad($"header is a JSON {kind}, not an object");
+            }
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                string name = reader.GetString()!;
+                reader.Read();
+                // JSON allows duplicate keys, where a dictionary would silently keep one of them.
+                if (name == MetadataKey)
+                {
+                    if (hasMetadata) throw Bad($"{MetadataKey} appears twice");
+                    hasMetadata = true;
+                    ReadMetadata(ref reader, metadata, path);
+                    continue;
+                }
+                ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(byName, name, out bool exists);
+                if (exists) throw new SafetensorsFormatException(path, name, "appears twice in the header");
+                slot = ReadTensor(ref reader, json, name, dataLength, path);
+            }
+            SkipToEnd(ref reader);
+        }
         catch (JsonException e) { throw Bad($"header is not valid JSON: {e.Message}"); }
 
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw Bad($"header is a JSON {Kind(root)}, not an object");
-
-            long dataLength = fileLength - dataOffset;
-            var metadata = new Dictionary<string, string>();
-            var tensors = new List<SafeTensorInfo>();
-            var seen = new HashSet<string>();
-            foreach (var property in root.EnumerateObject())
-            {
-                // JsonDocument keeps duplicate keys where a dictionary would silently keep one of them.
-                if (!seen.Add(property.Name))
-                    throw property.Name == MetadataKey ? Bad($"{MetadataKey} appears twice") : new SafetensorsFormatException(path, property.Name, "appears twice in the header");
-                if (property.Name == MetadataKey) ReadMetadata(property.Value, metadata, path);
-                else tensors.Add(ReadTensor(property.Name, property.Value, dataLength, path));
-            }
-            var ordered = tensors.OrderBy(t => t.Begin).ThenBy(t => t.End).ToList();
-            CheckCoverage(ordered, dataLength, path);
-            return new SafetensorsHeader(path, dataOffset, fileLength, metadata, ordered);
-        }
+        var ordered = byName.Values.OrderBy(t => t.Begin).ThenBy(t => t.End).ToList();
+        CheckCoverage(ordered, dataLength, path);
+        return new SafetensorsHeader(path, dataOffset, fileLength, metadata, ordered, byName);
     }
 
-    static void ReadMetadata(JsonElement value, Dictionary<string, string> metadata, string path)
+    /// <summary>Reads whatever is left, so that a syntax error after the point reached still counts.</summary>
+    static void SkipToEnd(ref Utf8JsonReader reader)
+    {
+        while (reader.Read()) { }
+    }
+
+    static void ReadMetadata(ref Utf8JsonReader reader, Dictionary<string, string> metadata, string path)
     {
         // The reference reads an optional map, so null means "no metadata".
-        if (value.ValueKind == JsonValueKind.Null) return;
-        if (value.ValueKind != JsonValueKind.Object)
-            throw new SafetensorsFormatException(path, null, $"{MetadataKey} is a JSON {Kind(value)}, not an object of strings");
-        foreach (var entry in value.EnumerateObject())
+        if (reader.TokenType == JsonTokenType.Null) return;
+        if (reader.TokenType != JsonTokenType.StartObject)
+            throw new SafetensorsFormatException(path, null, $"{MetadataKey} is a JSON {Kind(reader.TokenType)}, not an object of strings");
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (entry.Value.ValueKind != JsonValueKind.String)
-                throw new SafetensorsFormatException(path, null, $"{MetadataKey} key '{entry.Name}' has a {Kind(entry.Value)} value; metadata values must be strings");
-            if (!metadata.TryAdd(entry.Name, entry.Value.GetString()!))
-                throw new SafetensorsFormatException(path, null, $"{MetadataKey} key '{entry.Name}' appears twice");
+            string key = reader.GetString()!;
+            reader.Read();
+            if (reader.TokenType != JsonTokenType.String)
+                throw new SafetensorsFormatException(path, null, $"{MetadataKey} key '{key}' has a {Kind(reader.TokenType)} value; metadata values must be strings");
+            if (!metadata.TryAdd(key, reader.GetString()!))
+                throw new SafetensorsFormatException(path, null, $"{MetadataKey} key '{key}' appears twice");
         }
     }
 
-    static SafeTensorInfo ReadTensor(string name, JsonElement entry, long dataLength, string path)
+    /// <summary>A field of a tensor entry as read: its JSON kind, where its text is, and its value when well-formed.</summary>
+    struct Field
+    {
+        public bool Present;
+        public JsonTokenType Kind;
+        public int Start, End;
+        public string? Text;
+        public long[]? Numbers;
+    }
+
+    static SafeTensorInfo ReadTensor(ref Utf8JsonReader reader, byte[] json, string name, long dataLength, string path)
     {
         SafetensorsFormatException Bad(string problem) => new(path, name, problem);
 
-        if (entry.ValueKind != JsonValueKind.Object) throw Bad($"entry is a JSON {Kind(entry)}, not an object");
-        JsonElement? dtype = null, shape = null, offsets = null;
-        foreach (var field in entry.EnumerateObject())
+        if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"entry is a JSON {Kind(reader.TokenType)}, not an object");
+        Field dtype = default, shape = default, offsets = default;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            switch (field.Name)
+            if (reader.ValueTextEquals("dtype"u8))
             {
-                case "dtype": Take(ref dtype, field); break;
-                case "shape": Take(ref shape, field); break;
-                case "data_offsets": Take(ref offsets, field); break;
+                Open(ref reader, ref dtype, "dtype");
+                if (reader.TokenType == JsonTokenType.String) dtype.Text = reader.GetString();
+                Close(ref reader, ref dtype);
+            }
+            else if (reader.ValueTextEquals("shape"u8))
+            {
+                Open(ref reader, ref shape, "shape");
+                shape.Numbers = Integers(ref reader);
+                Close(ref reader, ref shape);
+            }
+            else if (reader.ValueTextEquals("data_offsets"u8))
+            {
+                Open(ref reader, ref offsets, "data_offsets");
+                offsets.Numbers = Integers(ref reader);
+                Close(ref reader, ref offsets);
+            }
+            else
+            {
                 // other fields are ignored, as the reference reader does
+                reader.Read();
+                reader.Skip();
             }
         }
-        void Take(ref JsonElement? slot, JsonProperty field)
+
+        void Open(ref Utf8JsonReader r, ref Field slot, string field)
         {
-            if (slot is not null) throw Bad($"field \"{field.Name}\" appears twice");
-            slot = field.Value;
+            if (slot.Present) throw Bad($"field \"{field}\" appears twice");
+            r.Read();
+            slot.Present = true;
+            slot.Kind = r.TokenType;
+            slot.Start = (int)r.TokenStartIndex;
         }
 
-        if (dtype is not { } d) throw Bad("missing \"dtype\"");
-        if (d.ValueKind != JsonValueKind.String) throw Bad($"\"dtype\" is a JSON {Kind(d)}, not a string");
-        if (!SafeDTypes.TryParse(d.GetString()!, out var type))
-            throw Bad($"unknown dtype '{d.GetString()}' (known: {string.Join(", ", Enum.GetNames<SafeDType>())})");
+        static void Close(ref Utf8JsonReader r, ref Field slot)
+        {
+            r.Skip(); // past a container's end, if the value was not read to it
+            slot.End = (int)r.BytesConsumed;
+        }
 
-        if (shape is not { } s) throw Bad("missing \"shape\"");
-        var dims = Integers(s) ?? throw Bad($"\"shape\" must be an array of non-negative integers, found {Clip(s.GetRawText())}");
+        string Raw(Field f) => Clip(Encoding.UTF8.GetString(json, f.Start, f.End - f.Start));
 
-        if (offsets is not { } o) throw Bad("missing \"data_offsets\"");
-        var pair = Integers(o);
-        if (pair is not [var begin, var end])
-            throw Bad($"\"data_offsets\" must be [begin, end] with non-negative integers, found {Clip(o.GetRawText())}");
+        if (!dtype.Present) throw Bad("missing \"dtype\"");
+        if (dtype.Kind != JsonTokenType.String) throw Bad($"\"dtype\" is a JSON {Kind(dtype.Kind)}, not a string");
+        if (!SafeDTypes.TryParse(dtype.Text!, out var type))
+            throw Bad($"unknown dtype '{dtype.Text}' (known: {string.Join(", ", Enum.GetNames<SafeDType>())})");
+
+        if (!shape.Present) throw Bad("missing \"shape\"");
+        var dims = shape.Numbers ?? throw Bad($"\"shape\" must be an array of non-negative integers, found {Raw(shape)}");
+
+        if (!offsets.Present) throw Bad("missing \"data_offsets\"");
+        if (offsets.Numbers is not [var begin, var end])
+            throw Bad($"\"data_offsets\" must be [begin, end] with non-negative integers, found {Raw(offsets)}");
         if (begin > end) throw Bad($"data_offsets [{begin}, {end}] end before they begin");
         if (end > dataLength)
             throw Bad($"data_offsets [{begin}, {end}] run past the end of the data section ({dataLength} bytes; truncated?)");
@@ -188,23 +251,32 @@ public sealed class SafetensorsHeader
                 $"data section is {dataLength} bytes but the tensors end at {covered}: {dataLength - covered} trailing bytes belong to no tensor");
     }
 
-    /// <summary>The array's elements when all are non-negative 64-bit integers, else null.</summary>
-    static long[]? Integers(JsonElement array)
+    /// <summary>
+    /// The array's elements when all are non-negative 64-bit integers, else null. Leaves the
+    /// reader on the array's end (or on the value, when it is not an array).
+    /// </summary>
+    static long[]? Integers(ref Utf8JsonReader reader)
     {
-        if (array.ValueKind != JsonValueKind.Array) return null;
-        var values = new long[array.GetArrayLength()];
-        int i = 0;
-        foreach (var item in array.EnumerateArray())
+        if (reader.TokenType != JsonTokenType.StartArray) return null;
+        var values = new List<long>(4);
+        bool valid = true;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
-            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt64(out var v) || v < 0) return null;
-            values[i++] = v;
+            if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var v) && v >= 0) values.Add(v);
+            else
+            {
+                valid = false;
+                reader.Skip();
+            }
         }
-        return values;
+        return valid ? values.ToArray() : null;
     }
 
-    static string Kind(JsonElement e) => e.ValueKind switch
+    static string Kind(JsonTokenType t) => t switch
     {
-        JsonValueKind.True or JsonValueKind.False => "boolean",
+        JsonTokenType.StartObject => "object",
+        JsonTokenType.StartArray => "array",
+        JsonTokenType.True or JsonTokenType.False => "boolean",
         var k => k.ToString().ToLowerInvariant(),
     };
 

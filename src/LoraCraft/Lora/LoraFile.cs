@@ -86,11 +86,10 @@ public sealed class LoraFile : IDisposable
                     : throw new LoraFormatException(path, $"tensor '{name}' should hold one number");
                 continue;
             }
-            var match = FactorSuffixes.FirstOrDefault(s => name.EndsWith(s.Suffix, StringComparison.Ordinal));
-            if (match.Suffix is null) { unknown.Add(name); continue; }
-            string key = Normalize(name[..^match.Suffix.Length]);
+            if (FactorSuffix(name) is not { } factor) { unknown.Add(name); continue; }
+            string key = Normalize(name[..^factor.Length]);
             // owned by this LoraFile, never by a caller's dispose scope
-            (match.IsUp ? ups : downs)[key] = file.Load(name, ScalarType.Float32).DetachFromDisposeScope();
+            (factor.IsUp ? ups : downs)[key] = file.Load(name, ScalarType.Float32).DetachFromDisposeScope();
         }
         var peftAlpha = PeftAlphas(file.Metadata);
         var modules = new List<LoraModule>();
@@ -106,8 +105,19 @@ public sealed class LoraFile : IDisposable
         return new LoraFile { Path = path, Metadata = file.Metadata, Modules = modules, UnknownKeys = unknown };
     }
 
+    /// <summary>
+    /// The length of a factor tensor's suffix and whether it is the up factor; null for anything
+    /// else. Shared with <see cref="LoraInfo"/>, which reads headers only.
+    /// </summary>
+    internal static (int Length, bool IsUp)? FactorSuffix(string tensorName)
+    {
+        foreach (var (suffix, up) in FactorSuffixes)
+            if (tensorName.EndsWith(suffix, StringComparison.Ordinal)) return (suffix.Length, up);
+        return null;
+    }
+
     /// <summary>Old diffusers attention-processor keys onto module names: `attn1.processor.to_q_lora` -> `attn1.to_q`.</summary>
-    static string Normalize(string key)
+    internal static string Normalize(string key)
     {
         key = key.Replace(".processor.", ".", StringComparison.Ordinal);
         foreach (var p in new[] { "to_q", "to_k", "to_v" })
@@ -117,7 +127,7 @@ public sealed class LoraFile : IDisposable
     }
 
     /// <summary>peft's `lora_adapter_metadata`: `<component>.lora_alpha` / `.r` and per-module patterns.</summary>
-    static Dictionary<string, JsonElement> PeftAlphas(IReadOnlyDictionary<string, string> metadata)
+    internal static Dictionary<string, JsonElement> PeftAlphas(IReadOnlyDictionary<string, string> metadata)
     {
         var result = new Dictionary<string, JsonElement>();
         if (!metadata.TryGetValue("lora_adapter_metadata", out var json)) return result;
@@ -130,7 +140,7 @@ public sealed class LoraFile : IDisposable
         return result;
     }
 
-    static float? PeftAlpha(Dictionary<string, JsonElement> meta, string key)
+    internal static float? PeftAlpha(Dictionary<string, JsonElement> meta, string key)
     {
         if (meta.Count == 0) return null;
         int dot = key.IndexOf('.');

@@ -40,7 +40,10 @@ public sealed class LoraPlan
     }
 }
 
-/// <summary>Guesses a LoRA's base family from its key names, widths and metadata.</summary>
+/// <summary>
+/// Guesses a LoRA's base family from its key names, widths and metadata. Needs shapes only, so a
+/// listing can call it with a safetensors header and never load a tensor.
+/// </summary>
 public static class LoraFamilyGuess
 {
     public static ModelFamily? Guess(LoraFile file) => Guess(file.Modules.Select(m => (m.Key, m.Down.shape)), file.Metadata);
@@ -66,6 +69,11 @@ public static class LoraFamilyGuess
         foreach (var (key, shape) in list)
             if ((key.EndsWith("attn2_to_k", StringComparison.Ordinal) || key.EndsWith("attn2.to_k", StringComparison.Ordinal)) && shape.Length >= 2)
                 return shape[1] switch { 768 => ModelFamily.Sd1, 1024 => ModelFamily.Sd2, 2048 => ModelFamily.Sdxl, _ => null };
+        // a lone text encoder (SDXL files say te1/te2) is CLIP-L, 768 wide, in SD1 and OpenCLIP-H, 1024, in SD2
+        foreach (var (key, shape) in list)
+            if ((key.StartsWith("lora_te_", StringComparison.Ordinal) || key.StartsWith("text_encoder.", StringComparison.Ordinal))
+                && key.EndsWith("q_proj", StringComparison.Ordinal) && shape.Length == 2)
+                return shape[1] switch { 768 => ModelFamily.Sd1, 1024 => ModelFamily.Sd2, _ => null };
         return null;
     }
 }

@@ -8,6 +8,9 @@ public enum LoraComponent { UNet, TextEncoder1, TextEncoder2 }
 /// <summary>A weight a LoRA module can patch.</summary>
 public sealed record LoraTarget(LoraComponent Component, string Name, Weight Weight);
 
+/// <summary>A patchable layer and its module key as kohya writes it for the model's family.</summary>
+public sealed record LoraLayer(LoraTarget Target, string KohyaKey);
+
 /// <summary>
 /// Every name under which LoRA writers refer to each patchable layer of a loaded model:
 /// kohya underscore names in both UNet layouts (diffusers modules for SD1/SD2 files, SGM
@@ -17,7 +20,11 @@ public sealed record LoraTarget(LoraComponent Component, string Name, Weight Wei
 public sealed class LoraTargets
 {
     readonly Dictionary<string, LoraTarget> _byKey = new(StringComparer.Ordinal);
+    readonly List<LoraLayer> _layers = new();
     public ModelFamily Family { get; }
+
+    /// <summary>Every patchable layer once, UNet first, in the model's weight order.</summary>
+    public IReadOnlyList<LoraLayer> Layers => _layers;
 
     public LoraTargets(StableDiffusionModel model)
     {
@@ -26,12 +33,17 @@ public sealed class LoraTargets
         {
             var target = new LoraTarget(LoraComponent.UNet, name, weight);
             string module = name[..^".weight".Length];
-            Add(target, "lora_unet_" + Under(module), "diffusion_model." + module, "model.diffusion_model." + module);
+            string sgm = "lora_unet_" + Under(module);
+            Add(target, sgm, "diffusion_model." + module, "model.diffusion_model." + module);
+            string? diffusers = null;
             if (DiffusersNames.UNet(name, model.UNet.Config) is { } d)
             {
                 string dm = d[..^".weight".Length];
-                Add(target, "lora_unet_" + Under(dm), "unet." + dm);
+                diffusers = "lora_unet_" + Under(dm);
+                Add(target, diffusers, "unet." + dm);
             }
+            // kohya names SD1/SD2 layers after diffusers modules and SDXL layers after SGM ones
+            _layers.Add(new LoraLayer(target, model.Family == ModelFamily.Sdxl ? sgm : diffusers ?? sgm));
         }
         for (int i = 0; i < model.TextEncoders.Count; i++)
         {
@@ -41,7 +53,10 @@ public sealed class LoraTargets
             foreach (var (name, weight) in Patchable(model.TextEncoders[i].Model))
             {
                 string module = name[..^".weight".Length];
-                Add(new LoraTarget(component, name, weight), kohya + "text_model_" + Under(module), dotted + "text_model." + module, dotted + module);
+                var target = new LoraTarget(component, name, weight);
+                string key = kohya + "text_model_" + Under(module);
+                Add(target, key, dotted + "text_model." + module, dotted + module);
+                _layers.Add(new LoraLayer(target, key));
             }
         }
     }

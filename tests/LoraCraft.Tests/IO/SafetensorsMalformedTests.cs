@@ -42,6 +42,11 @@ public class SafetensorsMalformedTests
         ["header length too small"] = new(File("{", 0), null, "header length 1 is too small"),
         ["invalid JSON"] = new(File("{\"a\":{\"dtype\":\"F32\",", 0), null, "header is not valid JSON"),
         ["JSON not an object"] = new(File("[1, 2, 3]"), null, "header is a JSON array, not an object"),
+        ["invalid JSON after a non-object"] = new(File("[1, 2, }"), null, "header is not valid JSON"),
+        ["text after the object"] = new(File(TwoTensors + " x", 16), null, "header is not valid JSON"),
+        ["invalid JSON in an ignored field"] = new(File("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"note\":{\"a\":]}}}", 8), null, "header is not valid JSON"),
+        ["nested array in shape"] = new(File("{" + Entry("w", "F32", "[[2]]", "[0,8]") + "}", 8), "w", "non-negative integers, found [[2]]"),
+        ["object as offsets"] = new(File("{" + Entry("w", "F32", "[2]", "{\"begin\":0}") + "}", 8), "w", "must be [begin, end] with non-negative integers, found {\"begin\":0}"),
         ["header not UTF-8"] = new(Patch(File("{\"aX\":1}"), at: 11, 0xff), null, "header is not valid UTF-8"),
         ["unknown dtype"] = new(File("{" + Entry("w", "F17", "[2]", "[0,8]") + "}", 8), "w", "unknown dtype 'F17'"),
         ["dtype in lower case"] = new(File("{" + Entry("w", "f32", "[2]", "[0,8]") + "}", 8), "w", "unknown dtype 'f32'"),
@@ -137,7 +142,7 @@ public class SafetensorsMalformedTests
     {
         using var dir = new TempDir();
         var path = dir.File("unordered.safetensors");
-        var json = "{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5],\"note\":[1]}," + Entry("z", "U8", "[0]", "[0,0]") + "," + Entry("a", "U8", "[3]", "[0,3]") + "}";
+        var json = "{\"b\":{\"dtype\":\"U8\",\"note\":{\"x\":[1,{\"y\":2}]},\"shape\":[2],\"data_offsets\":[3,5],\"more\":[1]}," + Entry("z", "U8", "[0]", "[0,0]") + "," + Entry("a", "U8", "[3]", "[0,3]") + "}";
         System.IO.File.WriteAllBytes(path, File(json, 5));
         var header = SafetensorsHeader.Read(path);
         Assert.Equal(["z", "a", "b"], header.Tensors.Select(t => t.Name));

@@ -1,0 +1,27 @@
+using LoraCraft.Models;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LoraCraft.Tests.Lora;
+
+/// <summary>Copies of a model's patchable networks (UNet, text encoders) to prove weights bit for bit.</summary>
+static class Weights
+{
+    public static Dictionary<string, Tensor> Snapshot(StableDiffusionModel model) =>
+        Of(model).ToDictionary(w => w.Name, w => w.Weight.T.clone());
+
+    /// <summary>Every weight of <paramref name="model"/> has exactly the bytes of the one in <paramref name="expected"/>.</summary>
+    public static void AssertBitIdentical(Dictionary<string, Tensor> expected, StableDiffusionModel model)
+    {
+        var names = new List<string>();
+        foreach (var (name, w) in Of(model))
+        {
+            names.Add(name);
+            Assert.True(w.T.bytes.SequenceEqual(expected[name].bytes), $"{name} differs from the original");
+        }
+        Assert.Equal(expected.Count, names.Count);
+    }
+
+    static IEnumerable<(string Name, Weight Weight)> Of(StableDiffusionModel model) =>
+        model.UNet.Weights("unet.").Concat(model.TextEncoders.SelectMany((e, i) => e.Model.Weights($"te{i + 1}.")));
+}
