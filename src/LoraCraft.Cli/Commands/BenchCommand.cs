@@ -10,7 +10,7 @@ public static class BenchCommand
 {
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr)
     {
-        var a = new Args("bench", argv, ["json", "quiet"], ["family", "width", "height", "steps", "dtype", "lora-rank", "threads", "cache"]);
+        var a = new Args("bench", argv, ["json", "quiet"], ["family", "width", "height", "steps", "dtype", "lora-rank", "threads", "cache", "size"]);
         var options = new BenchOptions
         {
             Family = a.Get("family") ?? "sd15",
@@ -20,6 +20,12 @@ public static class BenchCommand
             DType = Compute.ParseDType(a.Get("dtype")),
             LoraRank = a.GetInt("lora-rank", 32),
             CacheDir = a.Get("cache") ?? Path.Combine(Paths.CacheRoot, "bench"),
+            Size = a.Get("size") switch
+            {
+                null or "full" => Models.Random.RandomModelSize.Full,
+                "tiny" => Models.Random.RandomModelSize.Tiny,
+                var s => throw new UserErrorException($"--size must be full or tiny, got '{s}'"),
+            },
         };
         Benchmark.Kind(options.Family);
         if (options.Steps < 1) throw new UserErrorException("--steps must be 1 or more");
@@ -41,7 +47,7 @@ public static class BenchCommand
         {
             var inv = CultureInfo.InvariantCulture;
             void Row(string k, string v) => stdout.WriteLine(string.Create(inv, $"{k,-22}{v}"));
-            Row("model", $"random {r.Family} (full size), {r.DType}, {r.Threads} threads");
+            Row("model", $"random {r.Family} ({(options.Size == Models.Random.RandomModelSize.Full ? "full size" : "tiny")}), {r.DType}, {r.Threads} threads");
             Row("image", $"{r.Width}x{r.Height}, {r.Steps} euler steps, cfg 7");
             Row("load", $"{r.LoadSeconds:F2} s");
             Row("text conditioning", $"{r.TextSeconds:F2} s");

@@ -28,7 +28,15 @@ public static class GenerateCommand
         if (a.Positionals.Count > 0) throw new UserErrorException($"unexpected argument '{a.Positionals[0]}' (the prompt goes after --prompt)");
         string outPath = a.Require("out");
         if (!outPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UserErrorException($"--out must name a .png file, got '{outPath}'");
-        string modelPath = a.Require("model");
+        // --demo: a tiny random model and LoRA made once, for a first run without a checkpoint
+        DemoAssets? demo = null;
+        if (a.Flag("demo"))
+        {
+            if (a.Get("model") is not null) throw new UserErrorException("--demo brings its own model; drop --model (or --demo)");
+            demo = DemoAssets.Ensure(Path.Combine(Runtime.Paths.CacheRoot, "demo"), stderr);
+            stderr.WriteLine("DEMO: a tiny model with RANDOM weights — the picture is noise. For real images: --model YOUR_CHECKPOINT.safetensors");
+        }
+        string modelPath = demo?.Model ?? a.Require("model");
         var prediction = a.Get("prediction") switch
         {
             null => (Prediction?)null,
@@ -48,7 +56,8 @@ public static class GenerateCommand
             fromPng = GenerationParameters.Parse(parameters);
             request = fromPng.ApplyTo(request);
         }
-        else if (a.Get("prompt") is null) throw new UserErrorException("'generate' needs --prompt (or --from-png)");
+        else if (a.Get("prompt") is null && demo is null) throw new UserErrorException("'generate' needs --prompt (or --from-png)");
+        if (demo is not null && a.Get("prompt") is null) request = request with { Prompt = DemoAssets.DefaultPrompt };
 
         CheckBeforeLoading(a);
         var dtype = Runtime.Compute.ParseDType(a.Get("dtype"));
@@ -56,7 +65,7 @@ public static class GenerateCommand
         var sw = System.Diagnostics.Stopwatch.StartNew();
         using var model = CheckpointLoader.Load(modelPath, new LoadOptions
         {
-            ConfigDir = a.Get("config"), TokenizerDir = a.Get("tokenizer"), Prediction = prediction, DType = dtype,
+            ConfigDir = a.Get("config") ?? demo?.ConfigDir, TokenizerDir = a.Get("tokenizer"), Prediction = prediction, DType = dtype,
             Device = Runtime.Compute.ParseDevice(a.Get("device") ?? "cpu"),
         });
         bool quiet = a.Flag("quiet");
@@ -65,6 +74,8 @@ public static class GenerateCommand
                              $"({Runtime.Compute.Name(dtype)}, {threads} threads)");
 
         request = Apply(a, request, model, fromPng is not null);
+        if (demo is not null && a.Get("width") is null && a.Get("height") is null && fromPng is null)
+            request = request with { Width = DemoAssets.Size, Height = DemoAssets.Size };
         int batch = a.GetInt("batch-count", 1);
         if (batch < 1) throw new UserErrorException($"--batch-count must be 1 or more, got {batch}");
         bool crop = a.Flag("inpaint-crop");
@@ -102,7 +113,7 @@ public static class GenerateCommand
         // LoRAs: tags in the prompts (removed before encoding) and --lora options
         var (prompt, promptTags) = LoraTags.Extract(request.Prompt);
         var (negative, negativeTags) = LoraTags.Extract(request.Negative);
-        var selector = new LoraSelector(new LoraLibrary(a.Get("lora-dir") ?? Path.Combine("models", "Lora")), new LoraTargets(model), FileHashes.Default);
+        var selector = new LoraSelector(new LoraLibrary(a.Get("lora-dir") ?? demo?.LoraDir ?? Path.Combine("models", "Lora")), new LoraTargets(model), FileHashes.Default);
         var loras = selector.Select(promptTags.Concat(negativeTags), a.GetAll("lora").Select(LoraTags.ParseOption),
                                     LoraSelector.ParseHashes(fromPng?.Get("Lora hashes")));
         using var patcher = new LoraPatcher();

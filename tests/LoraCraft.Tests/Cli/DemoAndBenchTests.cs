@@ -1,0 +1,51 @@
+using System.Text.Json;
+using LoraCraft.Pipelines;
+using Xunit;
+
+namespace LoraCraft.Tests.Cli;
+
+public class DemoAndBenchTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        return (LoraCraft.Cli.Cli.Run(args, o, e), o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void DemoProducesAPngThroughTheWholePipeline()
+    {
+        using var dir = new TempDir();
+        var r = Run("generate", "--demo", "--steps", "2", "--seed", "5", "--out", dir.File("demo.png"), "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("RANDOM weights", r.Err);
+        var parameters = GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("demo.png"))[ImageFiles.ParametersKey]);
+        Assert.Contains("<lora:random-style:0.8>", parameters.Prompt);
+        Assert.StartsWith("random-style: ", parameters.Get("Lora hashes"));
+        Assert.Equal($"{DemoAssets.Size}x{DemoAssets.Size}", parameters.Get("Size"));
+    }
+
+    [Fact]
+    public void BenchReportsEveryFieldAsJson()
+    {
+        using var dir = new TempDir();
+        var r = Run("bench", "--size", "tiny", "--steps", "1", "--width", "64", "--height", "64", "--lora-rank", "4",
+                    "--dtype", "fp32", "--cache", dir.Path, "--json", "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        using var doc = JsonDocument.Parse(r.Out);
+        foreach (var field in new[] { "load_s", "text_s", "step_s", "vae_decode_s", "total_s", "peak_rss_mb", "lora_apply_s", "lora_switch_s", "step_with_lora_s" })
+            Assert.True(doc.RootElement.GetProperty(field).GetDouble() >= 0, field);
+        Assert.True(doc.RootElement.GetProperty("step_s").GetDouble() > 0);
+        Assert.True(doc.RootElement.GetProperty("lora_apply_s").GetDouble() > 0);
+        Assert.Equal("fp32", doc.RootElement.GetProperty("dtype").GetString());
+    }
+
+    [Fact]
+    public void BenchRejectsUnknownFamily()
+    {
+        var r = Run("bench", "--family", "sd3");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("sd15 or sdxl", r.Err);
+    }
+}
