@@ -93,7 +93,7 @@ public static class Benchmark
             Seed = 1, Steps = o.Steps, Cfg = 7, Sampler = "euler", Scheduler = "normal",
             Width = o.Width ?? size, Height = o.Height ?? size,
         };
-        log.WriteLine($"loaded in {load:F1} s; generating {request.Width}x{request.Height}, {o.Steps} euler steps, cfg 7...");
+        log.WriteLine($"loaded in {load:F1} s (peak RSS so far {ProcessMemory.PeakRssMb():F0} MiB); generating {request.Width}x{request.Height}, {o.Steps} euler steps, cfg 7...");
         using var result = StableDiffusionPipeline.Generate(model, request);
         var r = new BenchResult
         {

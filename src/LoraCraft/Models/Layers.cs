@@ -28,7 +28,36 @@ public sealed class Conv2d : Net
         _stride = stride;
         _padding = padding;
     }
-    public Tensor Forward(Tensor x) => F.conv2d(x, _w.T, _b?.T, strides: [_stride, _stride], padding: [_padding, _padding]);
+    /// <summary>Inputs above this many bytes are convolved in bands of rows (see <see cref="Forward"/>).</summary>
+    public const long BandBytes = 32L << 20;
+
+    /// <summary>
+    /// A large stride-1 convolution (the VAE at 512 px and up) runs over horizontal bands of rows,
+    /// each with the rows its kernel reaches above and below. The sums per output pixel are the
+    /// same; the convolution library's working buffers shrink from whole-image to band size, which
+    /// is what kept SD1.5 at 512 px above 3 GB.
+    /// </summary>
+    public Tensor Forward(Tensor x)
+    {
+        long rowBytes = x.shape[0] * x.shape[1] * x.shape[3] * x.ElementSize;
+        long kernel = _w.Shape[2];
+        if (_stride != 1 || rowBytes * x.shape[2] <= BandBytes || _padding * 2 != kernel - 1)
+            return F.conv2d(x, _w.T, _b?.T, strides: [_stride, _stride], padding: [_padding, _padding]);
+        long h = x.shape[2], band = Math.Max(8, BandBytes / 2 / rowBytes);
+        var output = torch.empty([x.shape[0], _w.Shape[0], h, x.shape[3]], x.dtype, x.device);
+        for (long r0 = 0; r0 < h; r0 += band)
+        {
+            using var scope = NewDisposeScope();
+            long r1 = Math.Min(h, r0 + band);
+            long in0 = Math.Max(0, r0 - _padding), in1 = Math.Min(h, r1 + _padding);
+            var rows = x.narrow(2, in0, in1 - in0);
+            // rows beyond the image are the zero padding the whole-image convolution would add
+            var padded = F.pad(rows, [0, 0, _padding - (r0 - in0), _padding - (in1 - r1)]);
+            var part = F.conv2d(padded, _w.T, _b?.T, padding: [0, _padding]);
+            output.narrow(2, r0, r1 - r0).copy_(part);
+        }
+        return output;
+    }
 }
 
 public sealed class GroupNorm : Net
@@ -81,4 +110,18 @@ public sealed class Embedding : Net
     public Embedding(long count, long dim) => _w = Param("weight", count, dim);
     public Tensor Forward(Tensor ids) => _w.T.index_select(0, ids.flatten()).view([.. ids.shape, -1]);
     public Tensor Table => _w.T;
+}
+
+public static class Activations
+{
+    /// <summary>
+    /// SiLU in place. TorchSharp's in-place functional hands back a second wrapper of the same
+    /// tensor; left to a dispose scope it keeps the storage alive until the scope ends (64 MB per
+    /// call in the VAE at 512 px), so it is released here and the original returned.
+    /// </summary>
+    public static Tensor SiluInPlace(Tensor t)
+    {
+        F.silu(t, inplace: true).Dispose();
+        return t;
+    }
 }

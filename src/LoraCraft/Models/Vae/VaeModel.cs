@@ -29,13 +29,19 @@ public sealed class VaeResnetBlock : Net
         if (inCh != outCh) _shortcut = Child("nin_shortcut", new Conv2d(inCh, outCh, 1));
     }
 
+    /// <summary>Frees each intermediate as soon as it is used: at 512 px a tensor here is 64-128 MB.</summary>
     public Tensor Forward(Tensor x)
     {
-        using var scope = NewDisposeScope();
-        var h = _conv1.Forward(F.silu(_norm1.Forward(x)));
-        h = _conv2.Forward(F.silu(_norm2.Forward(h)));
-        var skip = _shortcut is null ? x : _shortcut.Forward(x);
-        return (skip + h).MoveToOuterDisposeScope();
+        Tensor h;
+        using (var n = _norm1.Forward(x)) h = _conv1.Forward(Activations.SiluInPlace(n));
+        using (var n = _norm2.Forward(h))
+        {
+            h.Dispose();
+            h = _conv2.Forward(Activations.SiluInPlace(n));
+        }
+        if (_shortcut is null) return h.add_(x);
+        using var skip = _shortcut.Forward(x);
+        return h.add_(skip);
     }
 }
 
@@ -119,12 +125,19 @@ public sealed class VaeLevel : Net
         foreach (var b in blocks) _blocks.Add(b);
         if (resample is not null) _resample = Child(resampleName!, resample);
     }
+    /// <summary>Runs the blocks, freeing each block's input (except the caller's) as soon as it is consumed.</summary>
     public Tensor Forward(Tensor x)
     {
-        using var scope = NewDisposeScope();
-        foreach (var b in _blocks.Items) x = b.Forward(x);
-        x = _resample switch { VaeDownsample d => d.Forward(x), VaeUpsample u => u.Forward(x), _ => x };
-        return x.MoveToOuterDisposeScope();
+        var h = x;
+        foreach (var b in _blocks.Items) h = Step(h, b.Forward(h), x);
+        h = _resample switch { VaeDownsample d => Step(h, d.Forward(h), x), VaeUpsample u => Step(h, u.Forward(h), x), _ => h };
+        return ReferenceEquals(h, x) ? h.alias() : h;
+    }
+
+    static Tensor Step(Tensor previous, Tensor next, Tensor callerOwned)
+    {
+        if (!ReferenceEquals(previous, callerOwned)) previous.Dispose();
+        return next;
     }
 }
 
@@ -155,11 +168,18 @@ public sealed class VaeEncoder : Net
 
     public Tensor Forward(Tensor x)
     {
-        using var scope = NewDisposeScope();
         var h = _convIn.Forward(x);
-        foreach (var level in _down.Items) h = level.Forward(h);
-        h = _mid.Forward(h);
-        return _convOut.Forward(F.silu(_normOut.Forward(h))).MoveToOuterDisposeScope();
+        foreach (var level in _down.Items) h = Replace(h, level.Forward(h));
+        h = Replace(h, _mid.Forward(h));
+        using (h)
+        using (var n = _normOut.Forward(h))
+            return _convOut.Forward(Activations.SiluInPlace(n));
+    }
+
+    internal static Tensor Replace(Tensor old, Tensor next)
+    {
+        old.Dispose();
+        return next;
     }
 }
 
@@ -193,10 +213,12 @@ public sealed class VaeDecoder : Net
 
     public Tensor Forward(Tensor z)
     {
-        using var scope = NewDisposeScope();
-        var h = _mid.Forward(_convIn.Forward(z));
-        for (int i = _up.Count - 1; i >= 0; i--) h = _up[i].Forward(h);
-        return _convOut.Forward(F.silu(_normOut.Forward(h))).MoveToOuterDisposeScope();
+        var h = _convIn.Forward(z);
+        h = VaeEncoder.Replace(h, _mid.Forward(h));
+        for (int i = _up.Count - 1; i >= 0; i--) h = VaeEncoder.Replace(h, _up[i].Forward(h));
+        using (h)
+        using (var n = _normOut.Forward(h))
+            return _convOut.Forward(Activations.SiluInPlace(n));
     }
 }
 
