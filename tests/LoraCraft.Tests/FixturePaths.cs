@@ -3,13 +3,15 @@ namespace LoraCraft.Tests;
 /// <summary>Where the shared reference data lives; null when it is absent (tests then skip, saying so).</summary>
 public static class FixturePaths
 {
-    /// <summary>The fixtures folder: $LORACRAFT_FIXTURES, else ../shared/fixtures next to the checkout.</summary>
-    public static string? Root { get; } = Existing(Environment.GetEnvironmentVariable("LORACRAFT_FIXTURES"))
-        ?? Existing(SharedDir() is { } s ? Path.Combine(s, "fixtures") : null);
+    static readonly string? Configured = Environment.GetEnvironmentVariable("LORACRAFT_FIXTURES") is { Length: > 0 } c ? c : null;
 
-    /// <summary>The real CLIP vocabulary: clip-tokenizer beside the fixtures folder, else ../shared/clip-tokenizer.</summary>
-    public static string? ClipTokenizer { get; } = Existing(Root is { } r ? Path.Combine(r, "..", "clip-tokenizer") : null)
-        ?? Existing(SharedDir() is { } s ? Path.Combine(s, "clip-tokenizer") : null);
+    /// <summary>The fixtures folder: $LORACRAFT_FIXTURES when set (even if missing), else ../shared/fixtures next to the checkout.</summary>
+    public static string? Root { get; } = Configured is not null
+        ? Existing(Configured)
+        : Existing(SharedDir() is { } s ? Path.Combine(s, "fixtures") : null);
+
+    /// <summary>The real CLIP vocabulary: clip-tokenizer beside the fixtures folder.</summary>
+    public static string? ClipTokenizer { get; } = Root is { } r ? Existing(Path.Combine(r, "..", "clip-tokenizer")) : null;
 
     static string? SharedDir()
     {

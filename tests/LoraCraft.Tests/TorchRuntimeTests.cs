@@ -6,7 +6,7 @@ namespace LoraCraft.Tests;
 
 public class TorchRuntimeTests
 {
-    [Fact]
+    [SkippableFact]
     public void SeededRandnMatchesPyTorch()
     {
         TorchNative.Ensure();
@@ -18,7 +18,7 @@ public class TorchRuntimeTests
         for (int i = 0; i < 4; i++) Assert.Equal(expected[i], got[i], 6);
     }
 
-    [Fact]
+    [SkippableFact]
     public void GlobalManualSeedMatchesPyTorch()
     {
         TorchNative.Ensure();
@@ -28,7 +28,7 @@ public class TorchRuntimeTests
         for (int i = 0; i < 4; i++) Assert.Equal(expected[i], got[i], 6);
     }
 
-    [Fact]
+    [SkippableFact]
     public void MarkWeakFlagsOnlyTheNamedVersion()
     {
         var original = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");

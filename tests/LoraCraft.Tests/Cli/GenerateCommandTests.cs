@@ -52,7 +52,7 @@ public class GenerateCommandTests(ITestOutputHelper output)
         return file.Load("latent", ScalarType.Float32);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(14)] // txt2img euler
     [InlineData(27)] // img2img denoise 0.8
     [InlineData(29)] // inpaint with a noise mask
@@ -60,7 +60,7 @@ public class GenerateCommandTests(ITestOutputHelper output)
     [InlineData(93)] // sdxl
     public void ReproducesReferenceCase(int index)
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         var (code, _, err) = Run(CaseArgs(f, index, dir.File("out.png"), dir.File("latent.safetensors")));
         Assert.True(code == 0, err);
@@ -76,10 +76,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.True(maxErr <= 2.0 + 1e-3, $"PNG differs by {maxErr:F2}/255");
     }
 
-    [Fact]
+    [SkippableFact]
     public void FromPngReproducesTheSameLatent()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         var first = Run(CaseArgs(f, 15, dir.File("a.png"), dir.File("a.safetensors")));
         Assert.True(first.Code == 0, first.Err);
@@ -94,10 +94,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.Equal("64x64", parameters.Get("Size"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void BatchUsesConsecutiveSeeds()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         var r = Run([.. ModelArgs(f), "--prompt", "a cat", "--seed", "100", "--steps", "2", "--width", "64", "--height", "64",
                      "--batch-count", "2", "--out", dir.File("x.png"), "--quiet"]);
@@ -107,10 +107,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.Equal("101", GenerationParameters.Parse(ImageFiles.ReadTextChunks(dir.File("x-2.png"))[ImageFiles.ParametersKey]).Get("Seed"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void PromptTagAppliesLoraAndReruns()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         var c = f.Cases[42];
         Assert.Equal("heart shaped cloud in a blue sky <lora:sd15-attn:0.7>", c.GetProperty("prompt_with_tag").GetString());
         using var dir = new TempDir();
@@ -137,10 +137,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.True((a == b).all().item<bool>());
     }
 
-    [Fact]
+    [SkippableFact]
     public void LoraOptionsMatchTheCombinedCase()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         string loras = Path.Combine(f.Root, "loras");
         var r = Run([.. CaseArgs(f, 41, dir.File("a.png"), dir.File("a.safetensors")),
@@ -152,20 +152,20 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.EndsWith("<lora:sd15-attn:0.6> <lora:sd15-locon:0.4>", parameters.Prompt);
     }
 
-    [Fact]
+    [SkippableFact]
     public void UnknownLoraNameSuggestsClosest()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         var r = Run([.. ModelArgs(f), "--prompt", "x <lora:sd15-atn:1>", "--lora-dir", Path.Combine(f.Root, "loras"), "--out", dir.File("o.png")]);
         Assert.Equal(2, r.Code);
         Assert.Contains("closest: sd15-attn", r.Err);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Sd1LoraOnSdxlFailsClearly()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         var r = Run([.. ModelArgs(f, "sdxl"), "--prompt", "x", "--lora", Path.Combine(f.Root, "loras", "sd15-attn.safetensors"), "--width", "64", "--height", "64", "--out", dir.File("o.png")]);
         Assert.Equal(2, r.Code);
@@ -173,10 +173,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.False(File.Exists(dir.File("o.png")));
     }
 
-    [Fact]
+    [SkippableFact]
     public void InpaintCropKeepsPixelsOutsideTheMask()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         using var image = ImageFiles.LoadRgb(Path.Combine(f.Root, "images", "init.png"), 200, 120);
         ImageFiles.SavePng(dir.File("in.png"), image);
@@ -210,10 +210,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         { ["--bogus"], "unknown option" },
     };
 
-    [Theory, MemberData(nameof(BadInputs))]
+    [SkippableTheory, MemberData(nameof(BadInputs))]
     public void BadInputIsOneLineAndExitCode2(string[] extra, string expected)
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
         ImageFiles.SavePng(dir.File("wide.png"), torch.zeros(1, 3, 8, 16));
         var resolved = extra.Select(x => x switch
@@ -231,7 +231,7 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.False(File.Exists(dir.File("o.png")));
     }
 
-    [Fact]
+    [SkippableFact]
     public void MissingModelIsOneLine()
     {
         using var dir = new TempDir();

@@ -21,8 +21,7 @@ public class LoraCommandTests(ITestOutputHelper output)
     bool NoFixtures()
     {
         if (FixturePaths.Root is not null) return false;
-        output.WriteLine("fixtures not found (../shared/fixtures or LORACRAFT_FIXTURES): skipped");
-        return true;
+        throw new SkipException("fixtures not found (../shared/fixtures or LORACRAFT_FIXTURES): skipped");
     }
 
     static string Fixture(params string[] parts) => Path.Combine([FixturePaths.Root!, .. parts]);
@@ -40,7 +39,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         return dir;
     }
 
-    [Fact]
+    [SkippableFact]
     public void ListShowsEveryFileWithItsSummaryAndKeepsGoingPastABadOne()
     {
         if (NoFixtures()) return;
@@ -58,7 +57,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Equal($"4 LoRA files in {dir.Path}, 1 unreadable", lines[^1]);
     }
 
-    [Fact]
+    [SkippableFact]
     public void ListJsonHasOneObjectPerFile()
     {
         if (NoFixtures()) return;
@@ -80,7 +79,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Contains("broken.safetensors", rows["broken"].GetProperty("error").GetString());
     }
 
-    [Fact]
+    [SkippableFact]
     public void ListOfAMissingFolderIsAUserError()
     {
         using var dir = new TempDir();
@@ -89,7 +88,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Contains("does not exist (use --dir)", err);
     }
 
-    [Fact]
+    [SkippableFact]
     public void InfoPrintsMetadataCutInTextAndFullInJson()
     {
         using var dir = new TempDir();
@@ -117,7 +116,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Equal(8, doc.RootElement.GetProperty("rank").GetInt32());
     }
 
-    [Fact]
+    [SkippableFact]
     public void InfoFindsANameInTheFolder()
     {
         if (NoFixtures()) return;
@@ -129,7 +128,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Contains("top tags      none\n", text);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("sd15-attn", "sd15", 128, 16)]
     [InlineData("sd15-locon", "sd15", 277, 24)]
     [InlineData("sd15-peft", "sd15", 128, 16)]
@@ -155,7 +154,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Empty(doc.RootElement.GetProperty("unmatched_keys").EnumerateArray());
     }
 
-    [Fact]
+    [SkippableFact]
     public void CheckListsWhatDoesNotMap()
     {
         if (NoFixtures()) return;
@@ -174,7 +173,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.EndsWith("verdict: PARTIAL: 1 of 3 keys map onto this sd1 model; the other 2 are ignored\n", text);
     }
 
-    [Fact]
+    [SkippableFact]
     public void CheckOfAnSd1LoraOnSdxlIsOneLineNamingSd1()
     {
         if (NoFixtures()) return;
@@ -186,7 +185,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.Contains("looks made for sd1", err);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("lora", "frobnicate")]
     [InlineData("lora")]
     [InlineData("lora", "check", "x.safetensors")]
@@ -207,7 +206,7 @@ public class LoraCommandTests(ITestOutputHelper output)
         Assert.DoesNotContain("m.safetensors", err);
     }
 
-    [Fact]
+    [SkippableFact]
     public void MakeLoraWritesARandomLoraThatCheckMapsFully()
     {
         using var dir = new TempDir();

@@ -16,7 +16,7 @@ public class MakeModelCommandTests
         return (code, stdout.ToString(), stderr.ToString());
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("--family", "sd3", "--size", "tiny", "unknown --family 'sd3'")]
     [InlineData("--family", "sd15", "--size", "huge", "unknown --size 'huge'")]
     [InlineData("--family", "sd15", "--size", "tiny", "needs --out")]
@@ -30,7 +30,7 @@ public class MakeModelCommandTests
         Assert.Single(err.TrimEnd('\n').Split('\n'));
     }
 
-    [Fact]
+    [SkippableFact]
     public void NegativeSeedIsAUserError()
     {
         using var dir = new TempDir();
@@ -40,7 +40,7 @@ public class MakeModelCommandTests
         Assert.Empty(dir.Entries());
     }
 
-    [Fact]
+    [SkippableFact]
     public void TinyModelSaysItIsRandomAndPrintsTheConfigToLoadItWith()
     {
         using var dir = new TempDir();

@@ -22,12 +22,12 @@ public class LoraCases(ITestOutputHelper output)
             LoraPlan.Create(LoraFile.Load(Path.Combine(f.Root, "loras", l.GetProperty("file").GetString()!)), targets),
             l.GetProperty("unet").GetDouble(), l.GetProperty("te").GetDouble())).ToList();
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("sd15")]
     [InlineData("sdxl")]
     public void UNetWithLoras(string kind)
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var model = FreshModel(f, kind);
         var targets = new LoraTargets(model);
         using var patcher = new LoraPatcher();
@@ -53,10 +53,10 @@ public class LoraCases(ITestOutputHelper output)
 
     public static TheoryData<int> LoraGenerationCases() => PipelineCases.CaseIndices(withLoras: true);
 
-    [Theory, MemberData(nameof(LoraGenerationCases))]
+    [SkippableTheory, MemberData(nameof(LoraGenerationCases))]
     public void GeneratesWithLoras(int index)
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         var c = f.Cases[index];
         string kind = c.GetProperty("model").GetString()!;
         using var model = FreshModel(f, kind);

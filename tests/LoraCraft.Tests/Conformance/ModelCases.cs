@@ -35,11 +35,10 @@ public class ModelCases(ITestOutputHelper output)
     bool Skip()
     {
         if (Fixture.Instance is not null) return false;
-        output.WriteLine(Fixture.MissingMessage);
-        return true;
+        throw new SkipException(Fixture.MissingMessage);
     }
 
-    [Theory, MemberData(nameof(Layouts))]
+    [SkippableTheory, MemberData(nameof(Layouts))]
     public void DetectsFamily(string kind, bool diffusers)
     {
         if (Skip()) return;
@@ -50,7 +49,7 @@ public class ModelCases(ITestOutputHelper output)
         Assert.Equal(kind == "sd2v" ? Prediction.V : Prediction.Epsilon, m.Prediction);
     }
 
-    [Theory, MemberData(nameof(Layouts))]
+    [SkippableTheory, MemberData(nameof(Layouts))]
     public void TextEncoderHiddenStates(string kind, bool diffusers)
     {
         if (Skip()) return;
@@ -77,7 +76,7 @@ public class ModelCases(ITestOutputHelper output)
         report.Assert(output);
     }
 
-    [Theory, MemberData(nameof(Layouts))]
+    [SkippableTheory, MemberData(nameof(Layouts))]
     public void Conditioning(string kind, bool diffusers)
     {
         if (Skip()) return;
@@ -100,7 +99,7 @@ public class ModelCases(ITestOutputHelper output)
         report.Assert(output);
     }
 
-    [Theory, MemberData(nameof(Layouts))]
+    [SkippableTheory, MemberData(nameof(Layouts))]
     public void UNet(string kind, bool diffusers)
     {
         if (Skip()) return;
@@ -125,7 +124,7 @@ public class ModelCases(ITestOutputHelper output)
         report.Assert(output);
     }
 
-    [Theory, MemberData(nameof(Layouts))]
+    [SkippableTheory, MemberData(nameof(Layouts))]
     public void Vae(string kind, bool diffusers)
     {
         if (Skip()) return;

@@ -77,7 +77,7 @@ public class SafetensorsMalformedTests
 
     public static TheoryData<string> CaseNames() => new(Cases.Keys);
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(CaseNames))]
     public void MalformedFileIsRejectedWithFileTensorAndProblem(string name)
     {
@@ -98,7 +98,7 @@ public class SafetensorsMalformedTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void ControlCharactersInANameDoNotBreakTheMessageLine()
     {
         using var dir = new TempDir();
@@ -109,7 +109,7 @@ public class SafetensorsMalformedTests
         Assert.Contains("tensor 'bad\\nname'", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void MissingFileIsFileNotFound()
     {
         using var dir = new TempDir();
@@ -118,7 +118,7 @@ public class SafetensorsMalformedTests
         Assert.Throws<FileNotFoundException>(() => SafetensorsFile.Open(path));
     }
 
-    [Fact]
+    [SkippableFact]
     public void FolderIsRejectedByName()
     {
         using var dir = new TempDir();
@@ -126,7 +126,7 @@ public class SafetensorsMalformedTests
         Assert.Equal($"{dir.Path}: is a folder, not a safetensors file", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void NullMetadataMeansNone()
     {
         using var dir = new TempDir();
@@ -137,7 +137,7 @@ public class SafetensorsMalformedTests
         Assert.Equal("a", Assert.Single(header.Tensors).Name);
     }
 
-    [Fact]
+    [SkippableFact]
     public void UnknownFieldsAndTensorsOutOfOffsetOrderAreAccepted()
     {
         using var dir = new TempDir();

@@ -11,7 +11,7 @@ public class LoraTagsTests
         return Assert.Single(tags);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("<lora:style>", "style", 1.0, 1.0, null)]
     [InlineData("<lora:style:0.5>", "style", 0.5, 0.5, null)]
     [InlineData("<lora:style:0.5:0.8>", "style", 0.5, 0.8, null)]
@@ -27,7 +27,7 @@ public class LoraTagsTests
         Assert.Equal(new LoraTag(name, te, unet, dyn), Single(prompt));
     }
 
-    [Fact]
+    [SkippableFact]
     public void TagsAreRemovedAndTheSurroundingTextKept()
     {
         var (text, tags) = LoraTags.Extract("a <lora:a:0.5>cat, (sitting:1.2) <lyco:b> on a mat<lora:c:1:0>");
@@ -36,7 +36,7 @@ public class LoraTagsTests
         Assert.Equal([new LoraTag("a", 0.5, 0.5, null), new LoraTag("b", 1, 1, null), new LoraTag("c", 1, 0, null)], tags);
     }
 
-    [Fact]
+    [SkippableFact]
     public void APromptWithoutTagsIsUnchanged()
     {
         var (text, tags) = LoraTags.Extract("a <b>bold</b> <hypernet:x:1> claim");
@@ -44,7 +44,7 @@ public class LoraTagsTests
         Assert.Empty(tags);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("<lora:style:strong>", "'strong' is not a number")]
     [InlineData("<lora:style:0.5:unet=x>", "'x' is not a number")]
     [InlineData("<lora::0.5>", "names no LoRA")]
@@ -55,7 +55,7 @@ public class LoraTagsTests
         Assert.Contains(prompt, e.Message);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("style", "style", 1.0, 1.0)]
     [InlineData("style:0.8", "style", 0.8, 0.8)]
     [InlineData("style:0.8:0", "style", 0.8, 0.0)] // LoraLoaderModelOnly: UNet only
@@ -68,7 +68,7 @@ public class LoraTagsTests
         Assert.Equal(new LoraTag(name, te, unet, null), LoraTags.ParseOption(value));
     }
 
-    [Fact]
+    [SkippableFact]
     public void AnOptionWithOnlyNumbersNamesNoLora()
     {
         Assert.Contains("names no LoRA", Assert.Throws<UserErrorException>(() => LoraTags.ParseOption(":0.5")).Message);

@@ -26,8 +26,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
     bool Skip()
     {
         if (Fixture.Instance is not null) return false;
-        output.WriteLine(Fixture.MissingMessage);
-        return true;
+        throw new SkipException(Fixture.MissingMessage);
     }
 
     static Fixture F => Fixture.Instance!;
@@ -57,7 +56,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
         report.Assert(output);
     }
 
-    [Fact]
+    [SkippableFact]
     public void ExtraKeysOfRealCheckpointsAreIgnored()
     {
         if (Skip()) return;
@@ -73,7 +72,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
         AssertMatchesReference(m, "sd15");
     }
 
-    [Fact]
+    [SkippableFact]
     public void Fp32FileGivesExactlyTheFp16FilesOutput()
     {
         if (Skip()) return;
@@ -88,7 +87,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
             Assert.True(fp32.eq(fp16).all().item<bool>(), $"{name}: fp32 file differs from fp16 file by {Fixture.RelL2(fp32, fp16):E2}");
     }
 
-    [Fact]
+    [SkippableFact]
     public void Bf16FileGivesTheOutputOfFp16WeightsRoundedToBf16()
     {
         if (Skip()) return;
@@ -124,7 +123,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
     /// <summary>A config as a string, for a structural comparison that shows the difference when it fails.</summary>
     static string Json(object config) => JsonSerializer.Serialize(config);
 
-    [Theory, MemberData(nameof(Kinds))]
+    [SkippableTheory, MemberData(nameof(Kinds))]
     public void ShapesGiveTheConfigsUNetStructure(string kind)
     {
         if (Skip()) return;
@@ -138,7 +137,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
         if (family == ModelFamily.Sd1) Assert.Equal(fromConfig.Heads, fromShapes.Heads); // SD1's 8 heads hold for the tiny models too
     }
 
-    [Theory, MemberData(nameof(Kinds))]
+    [SkippableTheory, MemberData(nameof(Kinds))]
     public void ShapesGiveTheConfigsVae(string kind)
     {
         if (Skip()) return;
@@ -147,7 +146,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(Json(fromConfig), Json(fromShapes));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Sd15WithoutConfigFolderMatchesTheReference()
     {
         if (Skip()) return;
@@ -156,7 +155,7 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
         AssertMatchesReference(m, "sd15");
     }
 
-    [Theory, MemberData(nameof(Kinds))]
+    [SkippableTheory, MemberData(nameof(Kinds))]
     public void EveryKindLoadsAndRunsWithoutConfigFolder(string kind)
     {
         if (Skip()) return;

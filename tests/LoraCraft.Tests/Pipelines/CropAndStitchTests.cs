@@ -22,7 +22,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         return rand([1, 3, height, width], generator: gen);
     }
 
-    [Fact]
+    [SkippableFact]
     public void MaskBoundsCoverEveryNonzeroPixel()
     {
         using var scope = NewDisposeScope();
@@ -35,7 +35,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
     }
 
     // image w, h; mask bounds x, y, w, h -> box x, y, w, h and working w, h (margin 32, feather 32 or as given, size 512, multiple 64)
-    [Theory]
+    [SkippableTheory]
     // interior, short side rounds up to 512: square box grown centred
     [InlineData(640, 480, 300, 200, 40, 30, 32, 268, 163, 104, 104, 512, 512)]
     // wide: ideal short 118.2 -> 128, box height 84 -> 91 (3 px above, 4 below)
@@ -59,7 +59,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.Equal(new CropPlan(new CropBox(bx, by, bw, bh), ww, wh), plan);
     }
 
-    [Fact]
+    [SkippableFact]
     public void PlansKeepTheirRulesOnRandomMasks()
     {
         var rng = new Random(7);
@@ -100,7 +100,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         output.WriteLine($"{fallbacks} of 3000 plans stretch because the image is too narrow");
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(512, 64, 512)]
     [InlineData(500, 64, 512)]
     [InlineData(540, 64, 512)]
@@ -112,7 +112,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
     public void WorkingSizeSnapsToTheMultiple(int size, int multiple, int expected) =>
         Assert.Equal(expected, new CropOptions { WorkingSize = size, Multiple = multiple }.WorkingLongSide);
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(-1, 512, 64, 32, "context margin")]
     [InlineData(32, 0, 64, 32, "working size")]
     [InlineData(32, 512, 12, 32, "size multiple")]
@@ -125,7 +125,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.StartsWith(what, e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void FeatherIsOneOnTheMaskAndFallsMonotonicallyToZeroAtTheRadius()
     {
         using var scope = NewDisposeScope();
@@ -164,7 +164,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.True(CropAndStitch.Feather(mask, 0).equal(mask).all().item<bool>());
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(200, 150, 120, 40, 30, 25, 256, 16, 8)]   // interior, crop upscaled
     [InlineData(200, 150, 0, 110, 60, 40, 64, 8, 12)]     // bottom-left corner, crop downscaled, feather > margin
     [InlineData(97, 203, 40, 10, 13, 170, 128, 24, 6)]    // odd sizes, portrait
@@ -222,7 +222,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.True(result.Image.masked_select(outside).equal(image.masked_select(outside)).all().item<bool>());
     }
 
-    [Fact]
+    [SkippableFact]
     public void EmptyMaskIsAnError()
     {
         using var scope = NewDisposeScope();
@@ -231,7 +231,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.Equal("mask is empty: nothing to inpaint", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void MaskOfAnotherSizeIsAnError()
     {
         using var scope = NewDisposeScope();
@@ -240,7 +240,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.Equal("mask is 48x64 but the image is 64x48: resize the mask to the image", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void WrongSizedInpaintResultIsReported()
     {
         using var scope = NewDisposeScope();
@@ -250,10 +250,10 @@ public class CropAndStitchTests(ITestOutputHelper output)
         Assert.Contains("expected [1,3,128,128]", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void InpaintsWithTheTinyModelAndKeepsTheRestByteIdentical()
     {
-        if (Fixture.Instance is not { } f) { output.WriteLine(Fixture.MissingMessage); return; }
+        if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         var model = ModelCases.Model("sd15", diffusers: false);   // shared and cached: loaded outside the dispose scope
         using var scope = NewDisposeScope();
         var image = ImageFiles.LoadRgb(Path.Combine(f.Root, "images", "init.png"), 256, 192);

@@ -28,7 +28,7 @@ public class ScheduleTests
     static void AssertClose(double expected, double actual, double rel, string what) =>
         Assert.True(Math.Abs(actual - expected) <= rel * Math.Abs(expected), $"{what}: expected {expected:R}, got {actual:R}");
 
-    [Fact]
+    [SkippableFact]
     public void TrainingSigmasMatchTorchAndComfyConstants()
     {
         Assert.Equal(Grid, S.Sigmas);
@@ -37,7 +37,7 @@ public class ScheduleTests
         AssertClose(0.0291675, S.SigmaMin, 2e-5, "sigma_min");
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(1)]
     [InlineData(4)]
     [InlineData(10)]
@@ -51,13 +51,13 @@ public class ScheduleTests
         Assert.Equal(expected, Schedulers.Compute("simple", S, steps));
     }
 
-    [Fact]
+    [SkippableFact]
     public void SimpleOfThreeStepsUsesTimesteps999_666_333()
     {
         Assert.Equal(new[] { Grid[999], Grid[666], Grid[333], 0f }, Schedulers.Compute("simple", S, 3));
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(1)]
     [InlineData(4)]
     [InlineData(10)]
@@ -79,7 +79,7 @@ public class ScheduleTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void SgmUniformIsNormalWithOneMoreStepLessItsLastSigma()
     {
         var sgm = Schedulers.Compute("sgm_uniform", S, 5);
@@ -88,7 +88,7 @@ public class ScheduleTests
         Assert.Equal(new[] { S.Sigma(999), 0f }, Schedulers.Compute("sgm_uniform", S, 1));
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(1)]
     [InlineData(4)]
     [InlineData(10)]
@@ -103,7 +103,7 @@ public class ScheduleTests
         Assert.Equal(expected, Schedulers.Compute("ddim_uniform", S, steps));
     }
 
-    [Fact]
+    [SkippableFact]
     public void DdimUniformLiteralGrids()
     {
         int[] ten = [901, 801, 701, 601, 501, 401, 301, 201, 101, 1];
@@ -122,7 +122,7 @@ public class ScheduleTests
         return data;
     }
 
-    [Theory, MemberData(nameof(AllSchedules))]
+    [SkippableTheory, MemberData(nameof(AllSchedules))]
     public void EverySchedulerDecreasesStrictlyToZero(string name, int steps)
     {
         var sigmas = Schedulers.Compute(name, S, steps);
@@ -134,7 +134,7 @@ public class ScheduleTests
         Assert.True(sigmas[^2] >= S.SigmaMin * (1 - 1e-6), $"{name}: last nonzero sigma below sigma_min");
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(2)]
     [InlineData(5)]
     [InlineData(30)]
@@ -148,7 +148,7 @@ public class ScheduleTests
             AssertClose(Math.Pow(a + (b - a) * i / (steps - 1), 7), k[i], 1e-5, $"karras({steps})[{i}]");
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(2)]
     [InlineData(5)]
     [InlineData(30)]
@@ -161,7 +161,7 @@ public class ScheduleTests
         for (int i = 0; i + 2 < e.Length; i++) AssertClose(ratio, (double)e[i] / e[i + 1], 1e-5, $"ratio {i}");
     }
 
-    [Fact]
+    [SkippableFact]
     public void OneStepOfKarrasOrExponentialIsSigmaMaxThenZero()
     {
         foreach (var name in new[] { "karras", "exponential" })
@@ -173,7 +173,7 @@ public class ScheduleTests
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("normal", 6, 0.8, 7)]
     [InlineData("karras", 6, 0.8, 7)]
     [InlineData("karras", 10, 0.5, 20)]
@@ -188,7 +188,7 @@ public class ScheduleTests
         Assert.True(got[0] < S.SigmaMax);
     }
 
-    [Fact]
+    [SkippableFact]
     public void FullDenoiseIsTheWholeScheduleAndBadArgumentsAreUserErrors()
     {
         Assert.Equal(Schedulers.Compute("karras", S, 9), Schedulers.ForDenoise("karras", S, 9, 1));
@@ -198,7 +198,7 @@ public class ScheduleTests
         Assert.Throws<UserErrorException>(() => Schedulers.Compute("beta", S, 9));
     }
 
-    [Fact]
+    [SkippableFact]
     public void TimestepOfEveryTrainingSigmaIsItsIndexAndBack()
     {
         for (int t = 0; t < 1000; t++)
@@ -208,7 +208,7 @@ public class ScheduleTests
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(0)]
     [InlineData(1)]
     [InlineData(250)]
@@ -226,7 +226,7 @@ public class ScheduleTests
         Assert.Equal(t + 1, S.Timestep(S.Sigma(t + 0.7f)));
     }
 
-    [Fact]
+    [SkippableFact]
     public void OutOfRangeClampsToTheEnds()
     {
         Assert.Equal(S.Sigma(0), S.Sigma(-3));

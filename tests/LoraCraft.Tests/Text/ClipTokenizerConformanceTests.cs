@@ -9,20 +9,20 @@ namespace LoraCraft.Tests.Text;
 /// <summary>Every reference case must give exactly transformers' ids; a failure lists all cases that differ.</summary>
 public class ClipTokenizerConformanceTests(ITestOutputHelper output)
 {
-    [Fact]
+    [SkippableFact]
     public void SyntheticVocabularyCorpus() =>
         CheckCorpus(FixturePaths.Root is { } r ? Path.Combine(r, "tokenizer") : null,
             FixturePaths.Root is { } f ? Path.Combine(f, "tokenize-corpus.json") : null);
 
-    [Fact]
+    [SkippableFact]
     public void RealClipVocabularyCorpus() =>
         CheckCorpus(FixturePaths.ClipTokenizer,
             FixturePaths.ClipTokenizer is { } c ? Path.Combine(c, "tokenize-corpus.json") : null);
 
-    [Fact]
+    [SkippableFact]
     public void TokenizeCases()
     {
-        if (FixturePaths.Root is not { } root) { output.WriteLine("fixtures not found: skipped"); return; }
+        if (FixturePaths.Root is not { } root) { throw new SkipException("fixtures not found: skipped"); }
         using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(root, "cases.json")));
         var tokenizers = new Dictionary<string, ClipTokenizer>();
         var failures = new StringBuilder();
@@ -41,7 +41,7 @@ public class ClipTokenizerConformanceTests(ITestOutputHelper output)
 
     void CheckCorpus(string? vocabDir, string? corpus)
     {
-        if (vocabDir == null || corpus == null || !File.Exists(corpus)) { output.WriteLine("fixtures not found: skipped"); return; }
+        if (vocabDir == null || corpus == null || !File.Exists(corpus)) { throw new SkipException("fixtures not found: skipped"); }
         var tokenizer = ClipTokenizer.FromDirectory(vocabDir);
         using var doc = JsonDocument.Parse(File.ReadAllBytes(corpus));
         var failures = new StringBuilder();
