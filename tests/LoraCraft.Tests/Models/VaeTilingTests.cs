@@ -10,12 +10,18 @@ namespace LoraCraft.Tests.Models;
 public class VaeTilingTests
 {
     [SkippableTheory]
-    [InlineData(10, 64, 16, new long[] { 0 })]
-    [InlineData(64, 64, 16, new long[] { 0 })]
-    [InlineData(100, 64, 16, new long[] { 0, 36 })]
-    [InlineData(160, 64, 16, new long[] { 0, 48, 96 })]
-    public void TileStartsCoverTheRangeWithOverlap(long n, int tile, int overlap, long[] expected) =>
-        Assert.Equal(expected, VaeTiling.Starts(n, tile, overlap));
+    [InlineData(10, 64, 16, new long[] { 0 }, 10)]
+    [InlineData(64, 64, 16, new long[] { 0 }, 64)]
+    [InlineData(96, 64, 16, new long[] { 0, 40 }, 56)]
+    [InlineData(128, 64, 16, new long[] { 0, 56 }, 72)]
+    [InlineData(160, 64, 16, new long[] { 0, 48, 96 }, 64)]
+    public void TilesCoverTheRangeSharingTheOverlap(long n, int tile, int overlap, long[] starts, long size)
+    {
+        var layout = VaeTiling.Layout(n, tile, overlap);
+        Assert.Equal(starts, layout.Starts);
+        Assert.Equal(size, layout.Size);
+        Assert.Equal(n, layout.Starts[^1] + layout.Size);
+    }
 
     [SkippableFact]
     public void SingleTileEqualsWholeImageDecode()

@@ -50,11 +50,12 @@ public static class VaeTiling
         long oh = h * scaleUp / outScale, ow = w * scaleUp / outScale;
         var sum = zeros(input.shape[0], outChannels, oh, ow);
         var weight = zeros(1, 1, oh, ow);
-        foreach (var y in Starts(h, tile, overlap))
-            foreach (var x in Starts(w, tile, overlap))
+        var (rows, th) = Layout(h, tile, overlap);
+        var (cols, tw) = Layout(w, tile, overlap);
+        foreach (var y in rows)
+            foreach (var x in cols)
             {
                 using var inner = NewDisposeScope();
-                long th = Math.Min(tile, h - y), tw = Math.Min(tile, w - x);
                 var part = f(input[.., .., (int)y..(int)(y + th), (int)x..(int)(x + tw)]).to(ScalarType.Float32);
                 long py = y * scaleUp / outScale, px = x * scaleUp / outScale, ph = part.shape[2], pw = part.shape[3];
                 int ramp = overlap * scaleUp / outScale;
@@ -65,14 +66,18 @@ public static class VaeTiling
         return (sum / weight).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Tile starts covering [0, n) with the given overlap; the last tile ends at n.</summary>
-    internal static IEnumerable<long> Starts(long n, int tile, int overlap)
+    /// <summary>
+    /// Tiles covering [0, n): about n / (tile - overlap) of them, resized so they share exactly
+    /// <paramref name="overlap"/> with each neighbour (128 latent rows -> two tiles of 72, not three of 64).
+    /// </summary>
+    internal static (long[] Starts, long Size) Layout(long n, int tile, int overlap)
     {
-        if (n <= tile) { yield return 0; yield break; }
-        long stride = tile - overlap;
-        long s = 0;
-        for (; s + tile < n; s += stride) yield return s;
-        yield return n - tile;
+        if (n <= tile) return ([0], n);
+        long count = Math.Max(2, (long)Math.Round((double)(n - overlap) / (tile - overlap)));
+        long size = (n + (count - 1) * overlap + count - 1) / count;
+        var starts = new long[count];
+        for (long i = 0; i < count; i++) starts[i] = Math.Min(i * (size - overlap), n - size);
+        return (starts, size);
     }
 
     /// <summary>Weights rising linearly over the overlap at edges shared with a neighbour tile.</summary>
