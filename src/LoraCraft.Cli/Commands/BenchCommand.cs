@@ -38,7 +38,7 @@ public static class BenchCommand
             {
                 ["family"] = r.Family, ["dtype"] = r.DType, ["width"] = r.Width, ["height"] = r.Height, ["steps"] = r.Steps, ["threads"] = r.Threads,
                 ["load_s"] = Round(r.LoadSeconds), ["text_s"] = Round(r.TextSeconds), ["step_s"] = Round(r.StepSeconds),
-                ["vae_decode_s"] = Round(r.VaeDecodeSeconds), ["total_s"] = Round(r.TotalSeconds), ["peak_rss_mb"] = Math.Round(r.PeakRssMb),
+                ["vae_decode_s"] = Round(r.VaeDecodeSeconds), ["total_s"] = Round(r.TotalSeconds), ["peak_rss_mb"] = Math.Round(r.PeakRssMb), ["peak_rss_with_lora_mb"] = Math.Round(r.PeakRssWithLoraMb),
                 ["lora_apply_s"] = Round(r.LoraApplySeconds), ["lora_switch_s"] = Round(r.LoraSwitchSeconds),
                 ["lora_reapply_s"] = Round(r.LoraReapplySeconds), ["step_with_lora_s"] = Round(r.StepWithLoraSeconds),
             }));
@@ -58,7 +58,7 @@ public static class BenchCommand
             Row("LoRA same set again", $"{r.LoraReapplySeconds:F3} s");
             Row("per step with LoRA", $"{r.StepWithLoraSeconds:F2} s");
             Row("total", $"{r.TotalSeconds:F1} s");
-            Row("peak RSS", $"{r.PeakRssMb:F0} MiB");
+            Row("peak RSS", $"{r.PeakRssMb:F0} MiB (with the LoRA part: {r.PeakRssWithLoraMb:F0} MiB)");
         }
         return 0;
     }

@@ -35,7 +35,10 @@ public sealed record BenchResult
     public double StepSeconds { get; init; }
     public double VaeDecodeSeconds { get; init; }
     public double TotalSeconds { get; init; }
+    /// <summary>Peak resident memory through load and one generation (before the LoRA part).</summary>
     public double PeakRssMb { get; init; }
+    /// <summary>Peak at the end, after applying LoRAs (their originals are kept for exact restore).</summary>
+    public double PeakRssWithLoraMb { get; init; }
     public double LoraApplySeconds { get; init; }
     public double LoraSwitchSeconds { get; init; }
     public double LoraReapplySeconds { get; init; }
@@ -103,8 +106,9 @@ public static class Benchmark
             TextSeconds = result.Timings.TextSeconds,
             StepSeconds = result.Timings.SamplingSeconds / o.Steps,
             VaeDecodeSeconds = result.Timings.DecodeSeconds,
+            PeakRssMb = ProcessMemory.PeakRssMb(),
         };
-        if (loraPart is not null) r = loraPart(model, r with { });
-        return r with { TotalSeconds = total.Elapsed.TotalSeconds, PeakRssMb = ProcessMemory.PeakRssMb() };
+        if (loraPart is not null) r = loraPart(model, r);
+        return r with { TotalSeconds = total.Elapsed.TotalSeconds, PeakRssWithLoraMb = ProcessMemory.PeakRssMb() };
     }
 }
