@@ -62,6 +62,7 @@ public static class StableDiffusionPipeline
 
         double samplingStart = clock.Elapsed.TotalSeconds;
         var final = Samplers.Sample(request.Sampler, denoiser, x, sigmas, ancestral, ctx);
+        Runtime.Compute.ReleaseFreedMemory();
         double decodeStart = clock.Elapsed.TotalSeconds;
         var image = DecodeLatent(model, final, request.VaeTiling);
         var timings = new GenerationTimings(textSeconds, decodeStart - samplingStart, clock.Elapsed.TotalSeconds - decodeStart);

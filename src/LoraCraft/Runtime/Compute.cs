@@ -61,6 +61,18 @@ public static class Compute
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException) { return false; }
     }
 
+    /// <summary>
+    /// Hands memory freed by one phase back to the system before the next: the UNet's freed
+    /// activations would otherwise stay resident in malloc's heap while the VAE allocates its own.
+    /// </summary>
+    public static void ReleaseFreedMemory()
+    {
+        if (OperatingSystem.IsLinux()) _ = malloc_trim(0);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    static extern int malloc_trim(nuint pad);
+
     /// <summary>Sets libtorch's intra-op threads: all cores unless the user asked otherwise.</summary>
     public static int SetThreads(int? threads)
     {

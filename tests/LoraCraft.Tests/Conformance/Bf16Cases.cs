@@ -56,6 +56,26 @@ public class Bf16Cases(ITestOutputHelper output)
         report.Assert(output);
     }
 
+    [SkippableFact]
+    public void LoraOnBf16WeightsRestoresThemBitForBit()
+    {
+        var f = Fixture.Require();
+        // a private bf16 model: its convolution kernels are stored channels-last
+        using var model = CheckpointLoader.Load(f.ModelFile("sd15"), new LoadOptions { ConfigDir = f.DiffusersDir("sd15"), DType = ScalarType.BFloat16 });
+        var before = model.UNet.Weights().ToDictionary(w => w.Name, w => w.Weight.T.contiguous().clone());
+        using var lora = LoraCraft.Lora.LoraFile.Load(Path.Combine(f.Root, "loras", "sd15-locon.safetensors"));
+        var plan = LoraCraft.Lora.LoraPlan.Create(lora, new LoraCraft.Lora.LoraTargets(model));
+        Assert.Contains(plan.Matched, m => m.Target.Weight.Shape.Length == 4);
+        using (var patcher = new LoraCraft.Lora.LoraPatcher())
+        {
+            Assert.True(patcher.Apply([new LoraCraft.Lora.LoraApplication(plan, 1, 1)]) > 0);
+            Assert.Contains(model.UNet.Weights(), w => !(w.Weight.T.contiguous() == before[w.Name]).all().item<bool>());
+            patcher.Apply([]);
+        }
+        foreach (var (name, w) in model.UNet.Weights())
+            Assert.True((w.T.contiguous() == before[name]).all().item<bool>(), $"{name} not restored");
+    }
+
     public static TheoryData<int> PlainCases() => PipelineCases.CaseIndices(withLoras: false);
 
     [SkippableTheory, MemberData(nameof(PlainCases))]

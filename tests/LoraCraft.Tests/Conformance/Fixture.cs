@@ -14,6 +14,9 @@ public sealed class Fixture
     public static Fixture? Instance { get; } = FixturePaths.Root is { } root ? new Fixture(root) : null;
     public const string MissingMessage = "fixtures not found (../shared/fixtures or LORACRAFT_FIXTURES): skipped";
 
+    /// <summary>The fixtures, or a skip (with <see cref="MissingMessage"/>) when they are absent.</summary>
+    public static Fixture Require() => Instance ?? throw new Xunit.SkipException(MissingMessage);
+
     public string Root { get; }
     public IReadOnlyList<JsonElement> Cases { get; }
     readonly SafetensorsFile _expected;

@@ -17,7 +17,10 @@ static class Weights
         foreach (var (name, w) in Of(model))
         {
             names.Add(name);
-            Assert.True(w.T.bytes.SequenceEqual(expected[name].bytes), $"{name} differs from the original");
+            // compared in logical order: bf16 convolution kernels are stored channels-last
+            using var actual = w.T.contiguous();
+            using var original = expected[name].contiguous();
+            Assert.True(actual.bytes.SequenceEqual(original.bytes), $"{name} differs from the original");
         }
         Assert.Equal(expected.Count, names.Count);
     }

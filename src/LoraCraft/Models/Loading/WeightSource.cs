@@ -60,6 +60,9 @@ public sealed class WeightSource
             _ => throw new ArgumentOutOfRangeException(nameof(recipe)),
         };
         var result = t.to(dtype).contiguous();
+        // Reduced-precision kernels are stored channels-last, oneDNN's fastest layout on CPU.
+        // float32 is the reference path and keeps the reference's layout (and so its rounding).
+        if (result.dim() == 4 && Layout.PrefersChannelsLast(dtype)) result = Layout.ChannelsLast(result);
         if (ReferenceEquals(result, t) && recipe.Transform != WeightTransform.None) result = result.clone();
         return result.MoveToOuterDisposeScope();
     }
@@ -104,4 +107,17 @@ public static class WeightLoader
 public sealed class ModelLoadException(string path, string problem) : UserErrorException($"{path}: {problem}")
 {
     public string Path { get; } = path;
+}
+
+/// <summary>Memory layouts TorchSharp has no API for, made with permute + contiguous.</summary>
+public static class Layout
+{
+    public static bool PrefersChannelsLast(ScalarType dtype) => dtype is ScalarType.BFloat16 or ScalarType.Float16;
+
+    /// <summary>The same NCHW tensor stored NHWC (what torch calls channels_last).</summary>
+    public static Tensor ChannelsLast(Tensor t)
+    {
+        using var nhwc = t.permute(0, 2, 3, 1).contiguous();
+        return nhwc.permute(0, 3, 1, 2);
+    }
 }

@@ -106,6 +106,7 @@ public sealed class UNetModel : Net
         }
         context = context.to(wdt, dev);
         var h = x.to(wdt, dev);
+        if (Loading.Layout.PrefersChannelsLast(wdt)) h = Loading.Layout.ChannelsLast(h);
         var skips = new List<Tensor>();
         foreach (var layer in _input.Items)
         {
@@ -123,7 +124,7 @@ public sealed class UNetModel : Net
             h = RunLayer(layer, cat, emb, context);
             cat.Dispose();
         }
-        var result = _outConv.Forward(F.silu(_outNorm.Forward(h))).to(x.dtype, x.device);
+        var result = _outConv.Forward(F.silu(_outNorm.Forward(h))).to(x.dtype, x.device).contiguous();
         return result.MoveToOuterDisposeScope();
     }
 

@@ -243,7 +243,7 @@ public sealed class VaeModel : Net
     public (Tensor Mean, Tensor LogVar) Encode(Tensor image)
     {
         using var scope = NewDisposeScope();
-        var moments = _quant.Forward(_encoder.Forward(image.to(DType, Device))).to(ScalarType.Float32, image.device);
+        var moments = _quant.Forward(_encoder.Forward(image.to(DType, Device))).to(ScalarType.Float32, image.device).contiguous();
         var parts = moments.chunk(2, 1);
         var logvar = parts[1].clamp(-30.0, 20.0);
         return (parts[0].MoveToOuterDisposeScope(), logvar.MoveToOuterDisposeScope());
@@ -254,6 +254,6 @@ public sealed class VaeModel : Net
     {
         using var scope = NewDisposeScope();
         var z = _postQuant.Forward(latent.to(DType, Device));
-        return _decoder.Forward(z).to(ScalarType.Float32, latent.device).MoveToOuterDisposeScope();
+        return _decoder.Forward(z).to(ScalarType.Float32, latent.device).contiguous().MoveToOuterDisposeScope();
     }
 }
