@@ -31,7 +31,7 @@ public static class BenchCommand
         if (options.Steps < 1) throw new UserErrorException("--steps must be 1 or more");
         Compute.SetThreads(a.Get("threads") is null ? null : a.GetInt("threads", 0));
         var log = a.Flag("quiet") ? TextWriter.Null : stderr;
-        var r = Benchmark.Run(options, BenchLora.Part(options, log), log);
+        var r = Benchmark.Run(options, log);
         if (a.Flag("json"))
         {
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>

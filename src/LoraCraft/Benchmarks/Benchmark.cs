@@ -80,7 +80,7 @@ public static class Benchmark
         return (model, tokenizer);
     }
 
-    public static BenchResult Run(BenchOptions o, Func<StableDiffusionModel, BenchResult, BenchResult>? loraPart, TextWriter log)
+    public static BenchResult Run(BenchOptions o, TextWriter log)
     {
         var (modelPath, tokenizer) = Prepare(o, log);
         var total = Stopwatch.StartNew();
@@ -108,7 +108,7 @@ public static class Benchmark
             VaeDecodeSeconds = result.Timings.DecodeSeconds,
             PeakRssMb = ProcessMemory.PeakRssMb(),
         };
-        if (loraPart is not null) r = loraPart(model, r);
+        r = LoraBenchmark.Run(model, r, o, log);
         return r with { TotalSeconds = total.Elapsed.TotalSeconds, PeakRssWithLoraMb = ProcessMemory.PeakRssMb() };
     }
 }

@@ -9,8 +9,8 @@ namespace LoraCraft.Lora;
 public enum LoraAlgorithm { Lora, LoCon, LoHa, LoKr }
 
 /// <summary>
-/// One adapted layer of a LoRA file: the module key as written in the file, its factors in
-/// float32 and its scale. Delta = scale * up @ down (convolutions flattened, multiplied, reshaped).
+/// One adapted layer of a LoRA file: the module key as written in the file, its factors (in the
+/// file's dtype) and its scale. Delta = scale * up @ down (convolutions flattened, multiplied, reshaped).
 /// </summary>
 public sealed class LoraModule
 {
@@ -26,19 +26,29 @@ public sealed class LoraModule
     public Tensor Delta(long[] targetShape, int? dynRank = null)
     {
         using var scope = NewDisposeScope();
-        var up = Up.reshape(Up.shape[0], -1);
-        var down = Down.reshape(Down.shape[0], -1);
+        var delta = torch.zeros(targetShape);
+        AddTo(delta, 1, dynRank);
+        return delta.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// weight += multiplier * scale * up @ down on a contiguous float32 weight, without
+    /// materialising the delta (one fused multiply-add over the flattened layer).
+    /// </summary>
+    public void AddTo(Tensor weight, double multiplier, int? dynRank = null)
+    {
+        using var scope = NewDisposeScope();
+        var up = Up.reshape(Up.shape[0], -1).to(ScalarType.Float32);
+        var down = Down.reshape(Down.shape[0], -1).to(ScalarType.Float32);
         if (dynRank is int r && r > 0 && r < Rank)
         {
             // DyLoRA: use only the first r ranks, scale unchanged (A1111's rebuild_conventional)
             up = up[.., ..r];
             down = down[..r, ..];
         }
-        var delta = up.matmul(down).mul_(Scale);
-        long count = targetShape.Aggregate(1L, (a, b) => a * b);
-        if (delta.numel() != count)
-            throw new LoraFormatException(Key, $"factors give {delta.shape[0]}x{delta.shape[1]} values, the layer has shape [{string.Join("x", targetShape)}]");
-        return delta.reshape(targetShape).MoveToOuterDisposeScope();
+        if (up.shape[0] * down.shape[1] != weight.numel() || up.shape[0] != weight.shape[0])
+            throw new LoraFormatException(Key, $"factors give {up.shape[0]}x{down.shape[1]} values, the layer has shape [{string.Join("x", weight.shape)}]");
+        weight.view(up.shape[0], down.shape[1]).addmm_(up, down, beta: 1, alpha: (float)(multiplier * Scale));
     }
 }
 
@@ -89,7 +99,8 @@ public sealed class LoraFile : IDisposable
             if (FactorSuffix(name) is not { } factor) { unknown.Add(name); continue; }
             string key = Normalize(name[..^factor.Length]);
             // owned by this LoraFile, never by a caller's dispose scope
-            (factor.IsUp ? ups : downs)[key] = file.Load(name, ScalarType.Float32).DetachFromDisposeScope();
+            // kept in the stored dtype (half the memory of float32 for fp16 files); AddTo widens per layer
+            (factor.IsUp ? ups : downs)[key] = file.Load(name).DetachFromDisposeScope();
         }
         var peftAlpha = PeftAlphas(file.Metadata);
         var modules = new List<LoraModule>();

@@ -51,8 +51,10 @@ public sealed class LoraPatcher : IDisposable
             if (_signatures.TryGetValue(weight, out var old) && SameContributions(old, signature)) continue;
             if (!_originals.TryGetValue(weight, out var original)) _originals[weight] = original = weight.T.clone().DetachFromDisposeScope();
             using var scope = NewDisposeScope();
-            var merged = original.to(ScalarType.Float32);
-            foreach (var c in list) merged = merged + c.Module.Delta(weight.Shape, c.Dyn) * c.Multiplier;
+            // one float32 working copy (contiguous, whatever the stored dtype and layout)
+            var merged = torch.empty(weight.Shape, ScalarType.Float32, original.device);
+            merged.copy_(original);
+            foreach (var c in list) c.Module.AddTo(merged, c.Multiplier, c.Dyn);
             weight.T.copy_(merged);
             _signatures[weight] = signature;
             rewritten++;

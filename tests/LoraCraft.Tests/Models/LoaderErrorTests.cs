@@ -82,6 +82,18 @@ public sealed class LoaderErrorTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
+    public void AWholeMissingBlockDisagreesWithTheConfig()
+    {
+        if (Skip()) return;
+        // without its first transformer the level would silently load as attention-free
+        var path = _dir.File("no-attention.safetensors");
+        const string removed = "model.diffusion_model.input_blocks.1.1.";
+        CheckpointRewrite.Write(Fixture.Instance!.ModelFile("sd15"), path, (name, t) => name.StartsWith(removed, StringComparison.Ordinal) ? null : t);
+        var e = Assert.Throws<ModelLoadException>(() => CheckpointLoader.Load(path, WithConfig("sd15")));
+        Assert.Contains("transformer depths [0,1,1,0] stored, [1,1,1,0] declared", e.Message);
+    }
+
+    [SkippableFact]
     public void MissingPathIsFileNotFound()
     {
         var path = _dir.File("nowhere.safetensors");

@@ -74,8 +74,12 @@ public static class CheckpointLoader
         }
 
         var unetConfigPath = Config("unet");
-        Func<int, int, int>? heads = unetConfigPath is null ? null : ModelConfigs.UNetHeadsFromDiffusers(unetConfigPath) is var hs ? (level, _) => hs[level] : null;
+        var declared = unetConfigPath is null ? null : ModelConfigs.UNetFromDiffusers(unetConfigPath);
+        Func<int, int, int>? heads = declared is null ? null : (level, _) => declared.Heads[level];
         var unetConfig = ModelConfigs.UNetFromShapes(file.Header, CheckpointLayout.UNetPrefix, fam, heads);
+        // the structure comes from the stored shapes; a config that disagrees means missing blocks or the wrong config
+        if (declared is not null && ModelConfigs.StructureDiffers(unetConfig, declared) is { } difference)
+            throw new ModelLoadException(path, $"UNet does not match {unetConfigPath}: {difference}");
         if (unetConfig.AdmInChannels > 0)
         {
             int pooled = encoders[^1].Model.Config.ProjectionDim;

@@ -98,8 +98,17 @@ public static class ModelConfigs
         };
     }
 
-    /// <summary>Heads per level from a diffusers UNet config (for a single file given a config folder).</summary>
-    public static int[] UNetHeadsFromDiffusers(string configPath) => UNetFromDiffusers(configPath).Heads;
+    /// <summary>The first structural difference between two UNet configurations (heads aside), or null.</summary>
+    public static string? StructureDiffers(UNetConfig stored, UNetConfig declared)
+    {
+        static string L(int[] a) => "[" + string.Join(",", a) + "]";
+        if (stored.InChannels != declared.InChannels) return $"{stored.InChannels} input channels stored, {declared.InChannels} declared";
+        if (!stored.BlockChannels.SequenceEqual(declared.BlockChannels)) return $"block channels {L(stored.BlockChannels)} stored, {L(declared.BlockChannels)} declared";
+        if (!stored.TransformerDepth.SequenceEqual(declared.TransformerDepth)) return $"transformer depths {L(stored.TransformerDepth)} stored, {L(declared.TransformerDepth)} declared";
+        if (stored.MidTransformerDepth != declared.MidTransformerDepth) return $"middle transformer depth {stored.MidTransformerDepth} stored, {declared.MidTransformerDepth} declared";
+        if (stored.ContextDim != declared.ContextDim) return $"context width {stored.ContextDim} stored, {declared.ContextDim} declared";
+        return null;
+    }
 
     static int[] PerLevel(JsonElement j, string name, int levels, int fallback)
     {

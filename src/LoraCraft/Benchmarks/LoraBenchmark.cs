@@ -1,19 +1,18 @@
 using System.Diagnostics;
-using LoraCraft.Benchmarks;
 using LoraCraft.Lora;
 using LoraCraft.Models;
 using LoraCraft.Pipelines;
 
-namespace LoraCraft.Cli.Commands;
+namespace LoraCraft.Benchmarks;
 
 /// <summary>
 /// The LoRA part of `bench`: a random rank-R LoRA over every attention projection (two of them,
 /// cached beside the model) — time to apply, to switch to the other, to re-apply the same set,
 /// and the step time while applied.
 /// </summary>
-static class BenchLora
+static class LoraBenchmark
 {
-    public static Func<StableDiffusionModel, BenchResult, BenchResult>? Part(BenchOptions options, TextWriter log) => (model, r) =>
+    public static BenchResult Run(StableDiffusionModel model, BenchResult r, BenchOptions options, TextWriter log)
     {
         if (options.LoraRank <= 0) return r;
         var targets = new LoraTargets(model);
@@ -50,5 +49,5 @@ static class BenchLora
             LoraApplySeconds = apply, LoraSwitchSeconds = switchTime, LoraReapplySeconds = reapply,
             StepWithLoraSeconds = result.Timings.SamplingSeconds / options.Steps,
         };
-    };
+    }
 }
