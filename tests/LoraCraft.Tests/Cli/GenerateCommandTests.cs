@@ -198,6 +198,19 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.NotEqual(before, after);
     }
 
+    [SkippableFact]
+    public void CancellingStopsWithoutWritingAnything()
+    {
+        var f = Fixture.Require();
+        using var dir = new TempDir();
+        using var cts = new CancellationTokenSource();
+        cts.Cancel(); // as Ctrl-C does, before the first step completes
+        Assert.ThrowsAny<OperationCanceledException>(() => LoraCraft.Cli.Commands.GenerateCommand.Run(
+            [.. ModelArgs(f), "--prompt", "x", "--steps", "3", "--width", "64", "--height", "64", "--out", dir.File("o.png"),
+             "--save-latent", dir.File("o.safetensors"), "--quiet"], new StringWriter(), new StringWriter(), cts.Token));
+        Assert.Empty(Directory.GetFiles(dir.Path));
+    }
+
     public static TheoryData<string[], string> BadInputs() => new()
     {
         { ["--width", "63"], "multiple of 8" },
