@@ -112,6 +112,18 @@ public sealed class Embedding : Net
     public Tensor Table => _w.T;
 }
 
+/// <summary>Nearest-neighbour 2x upsampling then a 3x3 convolution (UNet and VAE decoder alike).</summary>
+public sealed class Upsample : Net
+{
+    readonly Conv2d _conv;
+    public Upsample(int channels) => _conv = Child("conv", new Conv2d(channels, channels, 3, padding: 1));
+    public Tensor Forward(Tensor x)
+    {
+        using var up = F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
+        return _conv.Forward(up);
+    }
+}
+
 public static class Activations
 {
     /// <summary>

@@ -43,10 +43,7 @@ public class Bf16Cases(ITestOutputHelper output)
         }
         foreach (var c in f.OfKind("unet", kind))
         {
-            Tensor? y = null;
-            if (c.GetProperty("pooled").ValueKind != System.Text.Json.JsonValueKind.Null)
-                y = m.UNet.SdxlVector(f.Tensor(c, "pooled"), torch.tensor(c.GetProperty("time_ids").EnumerateArray().Select(e => e.GetSingle()).ToArray()).unsqueeze(0));
-            var eps = m.UNet.Forward(f.Tensor(c, "sample"), torch.tensor(new[] { c.GetProperty("timestep").GetSingle() }), f.Tensor(c, "context"), y);
+            var eps = f.RunUNet(c, m.UNet);
             report.Check($"{kind} unet t={c.GetProperty("timestep").GetSingle()}", eps, f.Tensor(c, "expected"));
         }
         foreach (var c in f.OfKind("vae_decode", kind))

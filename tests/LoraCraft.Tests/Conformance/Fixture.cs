@@ -38,6 +38,15 @@ public sealed class Fixture
 
     public Tensor Tensor(string name) => _expected.Load(name, ScalarType.Float32);
 
+    /// <summary>The UNet's output for a `unet` / `lora_unet` case (SDXL cases also give pooled text and time ids).</summary>
+    public Tensor RunUNet(JsonElement c, LoraCraft.Models.UNet.UNetModel unet)
+    {
+        Tensor? y = null;
+        if (c.TryGetProperty("time_ids", out var ids) && ids.ValueKind == JsonValueKind.Array)
+            y = unet.SdxlVector(Tensor(c, "pooled"), torch.tensor(ids.EnumerateArray().Select(e => e.GetSingle()).ToArray()).unsqueeze(0));
+        return unet.Forward(Tensor(c, "sample"), torch.tensor(new[] { c.GetProperty("timestep").GetSingle() }), Tensor(c, "context"), y);
+    }
+
     public string ModelFile(string kind) => Path.Combine(Root, "models", kind, $"tiny-{kind}.safetensors");
     public string DiffusersDir(string kind) => Path.Combine(Root, "models", kind, "diffusers");
 

@@ -40,10 +40,7 @@ public class LoraCases(ITestOutputHelper output)
             foreach (var a in apps) output.WriteLine($"{a.Plan.File.Name}: {a.Plan.Matched.Count} matched, {a.Plan.Unmatched.Count} unmatched");
             foreach (var a in apps) Assert.Empty(a.Plan.Unmatched);
             patcher.Apply(apps);
-            Tensor? y = null;
-            if (c.TryGetProperty("time_ids", out var ti) && ti.ValueKind == JsonValueKind.Array)
-                y = model.UNet.SdxlVector(f.Tensor(c, "pooled"), torch.tensor(ti.EnumerateArray().Select(e => e.GetSingle()).ToArray()).unsqueeze(0));
-            var eps = model.UNet.Forward(f.Tensor(c, "sample"), torch.tensor(new[] { c.GetProperty("timestep").GetSingle() }), f.Tensor(c, "context"), y);
+            var eps = f.RunUNet(c, model.UNet);
             string name = string.Join(" + ", c.GetProperty("loras").EnumerateArray().Select(l => $"{l.GetProperty("file").GetString()} u{l.GetProperty("unet").GetDouble()}"));
             report.Check($"{kind} {name}", eps, f.Tensor(c, "expected"));
             foreach (var a in apps) a.Plan.File.Dispose();

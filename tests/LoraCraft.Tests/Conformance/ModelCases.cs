@@ -112,13 +112,7 @@ public class ModelCases(ITestOutputHelper output)
         {
             var x = f.Tensor(c, "sample");
             float t = c.GetProperty("timestep").GetSingle();
-            Tensor? y = null;
-            if (c.GetProperty("pooled").ValueKind != System.Text.Json.JsonValueKind.Null)
-            {
-                var ids = c.GetProperty("time_ids").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-                y = m.UNet.SdxlVector(f.Tensor(c, "pooled"), torch.tensor(ids).unsqueeze(0));
-            }
-            var eps = m.UNet.Forward(x, torch.tensor(new[] { t }), f.Tensor(c, "context"), y);
+            var eps = f.RunUNet(c, m.UNet);
             report.Check($"{kind}/{(diffusers ? "diffusers" : "single")} t={t} {string.Join("x", x.shape)}", eps, f.Tensor(c, "expected"));
         }
         report.Assert(output);

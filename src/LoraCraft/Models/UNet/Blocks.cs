@@ -183,14 +183,3 @@ public sealed class Downsample : Net
     public Downsample(int channels) => _op = Child("op", new Conv2d(channels, channels, 3, stride: 2, padding: 1));
     public Tensor Forward(Tensor x) => _op.Forward(x);
 }
-
-public sealed class Upsample : Net
-{
-    readonly Conv2d _conv;
-    public Upsample(int channels) => _conv = Child("conv", new Conv2d(channels, channels, 3, padding: 1));
-    public Tensor Forward(Tensor x)
-    {
-        using var up = F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        return _conv.Forward(up);
-    }
-}

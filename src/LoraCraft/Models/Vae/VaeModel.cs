@@ -84,17 +84,6 @@ public sealed class VaeDownsample : Net
     }
 }
 
-public sealed class VaeUpsample : Net
-{
-    readonly Conv2d _conv;
-    public VaeUpsample(int ch) => _conv = Child("conv", new Conv2d(ch, ch, 3, padding: 1));
-    public Tensor Forward(Tensor x)
-    {
-        using var up = F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        return _conv.Forward(up);
-    }
-}
-
 /// <summary>The middle of encoder and decoder: resnet, attention, resnet.</summary>
 public sealed class VaeMid : Net
 {
@@ -130,7 +119,7 @@ public sealed class VaeLevel : Net
     {
         var h = x;
         foreach (var b in _blocks.Items) h = Step(h, b.Forward(h), x);
-        h = _resample switch { VaeDownsample d => Step(h, d.Forward(h), x), VaeUpsample u => Step(h, u.Forward(h), x), _ => h };
+        h = _resample switch { VaeDownsample d => Step(h, d.Forward(h), x), Upsample u => Step(h, u.Forward(h), x), _ => h };
         return ReferenceEquals(h, x) ? h.alias() : h;
     }
 
@@ -203,7 +192,7 @@ public sealed class VaeDecoder : Net
             int outCh = c.BlockChannels[i];
             var blocks = new List<VaeResnetBlock>();
             for (int j = 0; j <= c.ResBlocksPerLevel; j++) { blocks.Add(new VaeResnetBlock(ch, outCh, g)); ch = outCh; }
-            levelsByIndex[i] = new VaeLevel(blocks, "upsample", i != 0 ? new VaeUpsample(ch) : null);
+            levelsByIndex[i] = new VaeLevel(blocks, "upsample", i != 0 ? new Upsample(ch) : null);
         }
         _up = Child("up", new NetList<VaeLevel>());
         foreach (var l in levelsByIndex) _up.Add(l);
