@@ -58,7 +58,7 @@ namespace LoraCraft.Cli
                 var tail = rest.Skip(1).ToArray();
                 if (tail.Contains("--help") || tail.Contains("-h"))
                 {
-                    stdout.WriteLine(Usage);
+                    stdout.WriteLine(CommandHelp.For(command) ?? Usage);
                     return 0;
                 }
                 return command switch

@@ -14,8 +14,8 @@ public static class GenerateCommand
 {
     public const string Version = "loracraft 0.1.0";
 
-    static readonly string[] Flags = ["quiet", "inpaint-crop", "demo"];
-    static readonly string[] Options =
+    public static readonly string[] Flags = ["quiet", "inpaint-crop", "demo"];
+    public static readonly string[] Options =
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
