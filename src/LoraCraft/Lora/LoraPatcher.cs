@@ -9,12 +9,14 @@ public sealed record LoraApplication(LoraPlan Plan, double UNet, double TextEnco
 
 /// <summary>
 /// Merges the active LoRAs into the model's weights: W = W0 + sum of multiplier * delta, computed
-/// in float32 from the kept original W0 and stored in the compute dtype. Changing the set or a
+/// in float32 from the original W0 (re-read from the still-mapped checkpoint, or a kept copy for
+/// weights that came from no file) and stored in the compute dtype. Changing the set or a
 /// strength recomputes only the weights whose contributions changed; an empty set restores W0
 /// bit for bit. Once applied, sampling costs nothing extra.
 /// </summary>
 public sealed class LoraPatcher : IDisposable
 {
+    /// <summary>Copies of originals, only for weights that cannot be re-read from their checkpoint.</summary>
     readonly Dictionary<Weight, Tensor> _originals = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<Weight, List<(LoraModule Module, double Multiplier, int? Dyn)>> _signatures = new(ReferenceEqualityComparer.Instance);
 
@@ -41,7 +43,7 @@ public sealed class LoraPatcher : IDisposable
         // weights no longer touched go back to their originals
         foreach (var weight in _signatures.Keys.Where(w => !contributions.ContainsKey(w)).ToList())
         {
-            weight.T.copy_(_originals[weight]);
+            using (var original = Original(weight)) weight.T.copy_(original);
             _signatures.Remove(weight);
             rewritten++;
         }
@@ -49,8 +51,10 @@ public sealed class LoraPatcher : IDisposable
         {
             var signature = list.Select(c => (c.Module, c.Multiplier, c.Dyn)).ToList();
             if (_signatures.TryGetValue(weight, out var old) && SameContributions(old, signature)) continue;
-            if (!_originals.TryGetValue(weight, out var original)) _originals[weight] = original = weight.T.clone().DetachFromDisposeScope();
+            if (weight.Reload is null && !_originals.ContainsKey(weight) && !_signatures.ContainsKey(weight))
+                _originals[weight] = weight.T.clone().DetachFromDisposeScope();
             using var scope = NewDisposeScope();
+            using var original = Original(weight);
             // one float32 working copy (contiguous, whatever the stored dtype and layout)
             var merged = torch.empty(weight.Shape, ScalarType.Float32, original.device);
             merged.copy_(original);
@@ -61,6 +65,14 @@ public sealed class LoraPatcher : IDisposable
         }
         return rewritten;
     }
+
+    /// <summary>
+    /// The unpatched weight: re-read from the checkpoint (bit-identical to what was loaded, no
+    /// memory held between switches — SDXL's attention weights alone are 1.4 GB), or the kept copy.
+    /// The caller disposes the result; a kept copy is handed out as an alias.
+    /// </summary>
+    Tensor Original(Weight weight) =>
+        _originals.TryGetValue(weight, out var copy) ? copy.alias() : weight.Reload!();
 
     static bool SameContributions(List<(LoraModule Module, double Multiplier, int? Dyn)> a, List<(LoraModule Module, double Multiplier, int? Dyn)> b) =>
         a.Count == b.Count && a.Zip(b).All(p => ReferenceEquals(p.First.Module, p.Second.Module)

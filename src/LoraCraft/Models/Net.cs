@@ -20,6 +20,12 @@ public sealed class Weight
     /// <summary>Loaded in float32 whatever the compute dtype (group-norm affine: tiny, and libtorch's mixed kernel is fast).</summary>
     public bool KeepFloat32 { get; }
     public Tensor? Value { get; set; }
+    /// <summary>
+    /// Reads the weight again exactly as it was loaded (from the checkpoint, which stays mapped),
+    /// so LoRA patching can restore it without keeping a second copy in memory. Null for weights
+    /// that did not come from a file.
+    /// </summary>
+    public Func<Tensor>? Reload { get; set; }
     public Tensor T => Value ?? throw new InvalidOperationException("weights are not loaded");
 }
 

@@ -22,6 +22,8 @@ public sealed class StableDiffusionModel : IDisposable
     public required UNetModel UNet { get; init; }
     public required VaeModel Vae { get; init; }
     public required IReadOnlyList<TextEncoderSlot> TextEncoders { get; init; }
+    /// <summary>The mapped checkpoint files, kept open so patched weights can be re-read exactly.</summary>
+    public IReadOnlyList<IDisposable> Files { get; init; } = [];
     public double LatentScale => Family.LatentScale();
     public ScalarType DType => UNet.DType;
 
@@ -33,6 +35,8 @@ public sealed class StableDiffusionModel : IDisposable
             {
                 w.Value?.Dispose();
                 w.Value = null;
+                w.Reload = null;
             }
+        foreach (var f in Files) f.Dispose();
     }
 }

@@ -45,7 +45,21 @@ public static class CheckpointLoader
 
     static StableDiffusionModel LoadSingleFile(string path, LoadOptions options)
     {
-        using var file = SafetensorsFile.Open(path);
+        var file = SafetensorsFile.Open(path);
+        try
+        {
+            return LoadSingleFile(path, file, options);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model keeps <paramref name="file"/> mapped: patched weights are re-read from it.</summary>
+    static StableDiffusionModel LoadSingleFile(string path, SafetensorsFile file, LoadOptions options)
+    {
         var (family, inpainting) = CheckpointLayout.Detect(file.Header);
         if (family is null)
             throw new ModelLoadException(path, "not a Stable Diffusion checkpoint (no 'model.diffusion_model.input_blocks.0.0.weight'; a LoRA or VAE file?)");
@@ -95,7 +109,7 @@ public static class CheckpointLoader
         return new StableDiffusionModel
         {
             SourcePath = path, Family = fam, Inpainting = inpainting, Prediction = prediction,
-            UNet = unet, Vae = vae, TextEncoders = encoders,
+            UNet = unet, Vae = vae, TextEncoders = encoders, Files = [file],
         };
 
         TextEncoderSlot LoadClip(SafetensorsFile f, string prefix, Func<string, WeightRecipe?> names, ClipActivation act,

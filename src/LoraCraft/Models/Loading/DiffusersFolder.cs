@@ -11,6 +11,21 @@ static class DiffusersFolder
 {
     public static StableDiffusionModel Load(string dir, LoadOptions options)
     {
+        var files = new List<IDisposable>();
+        try
+        {
+            return Load(dir, options, files);
+        }
+        catch
+        {
+            foreach (var f in files) f.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Every opened file goes into <paramref name="files"/>: the model keeps them mapped.</summary>
+    static StableDiffusionModel Load(string dir, LoadOptions options, List<IDisposable> files)
+    {
         var unetConfig = ModelConfigs.UNetFromDiffusers(Required(dir, "unet", "config.json"));
         bool sdxl = Directory.Exists(Path.Combine(dir, "text_encoder_2"));
         var te1Config = ModelConfigs.ReadJson(Required(dir, "text_encoder", "config.json"));
@@ -19,22 +34,22 @@ static class DiffusersFolder
 
         var encoders = new List<TextEncoderSlot>();
         var tok1 = options.TokenizerDir is { } td ? ClipTokenizer.FromDirectory(td) : ClipTokenizer.FromDirectory(Path.Combine(dir, "tokenizer"));
-        encoders.Add(LoadClip(dir, "text_encoder", tok1, family == ModelFamily.Sd2 ? 0 : tok1.EndId, options));
+        encoders.Add(LoadClip(dir, "text_encoder", tok1, family == ModelFamily.Sd2 ? 0 : tok1.EndId, options, files));
         if (sdxl)
         {
             var tok2Dir = Path.Combine(dir, "tokenizer_2");
             var tok2 = Directory.Exists(tok2Dir) ? ClipTokenizer.FromDirectory(tok2Dir) : tok1;
-            encoders.Add(LoadClip(dir, "text_encoder_2", tok2, 0, options));
+            encoders.Add(LoadClip(dir, "text_encoder_2", tok2, 0, options, files));
         }
 
         var unet = new UNetModel(unetConfig);
-        using (var f = SafetensorsFile.Open(Weights(dir, "unet")))
-            WeightLoader.Load(unet, new WeightSource(f, n => DiffusersNames.UNet(n, unetConfig) is { } k ? new WeightRecipe(k) : null), options.DType, "UNet", options.Device);
+        var unetFile = Open(Weights(dir, "unet"), files);
+        WeightLoader.Load(unet, new WeightSource(unetFile, n => DiffusersNames.UNet(n, unetConfig) is { } k ? new WeightRecipe(k) : null), options.DType, "UNet", options.Device);
 
         var vaeConfig = ModelConfigs.VaeFromDiffusers(Required(dir, "vae", "config.json"));
         var vae = new VaeModel(vaeConfig);
-        using (var f = SafetensorsFile.Open(Weights(dir, "vae")))
-            WeightLoader.Load(vae, new WeightSource(f, n => DiffusersNames.Vae(n, vaeConfig.BlockChannels.Length)), options.DType, "VAE", options.Device);
+        var vaeFile = Open(Weights(dir, "vae"), files);
+        WeightLoader.Load(vae, new WeightSource(vaeFile, n => DiffusersNames.Vae(n, vaeConfig.BlockChannels.Length)), options.DType, "VAE", options.Device);
 
         return new StableDiffusionModel
         {
@@ -42,13 +57,20 @@ static class DiffusersFolder
             Family = family,
             Inpainting = unetConfig.InChannels == 9,
             Prediction = options.Prediction ?? CheckpointLoader.SchedulerPrediction(dir) ?? Prediction.Epsilon,
-            UNet = unet, Vae = vae, TextEncoders = encoders,
+            UNet = unet, Vae = vae, TextEncoders = encoders, Files = files,
         };
     }
 
-    static TextEncoderSlot LoadClip(string dir, string sub, ClipTokenizer tokenizer, int padId, LoadOptions options)
+    static SafetensorsFile Open(string path, List<IDisposable> files)
     {
-        using var f = SafetensorsFile.Open(Weights(dir, sub));
+        var f = SafetensorsFile.Open(path);
+        files.Add(f);
+        return f;
+    }
+
+    static TextEncoderSlot LoadClip(string dir, string sub, ClipTokenizer tokenizer, int padId, LoadOptions options, List<IDisposable> files)
+    {
+        var f = Open(Weights(dir, sub), files);
         static WeightRecipe? Names(string n) => new(n == "text_projection.weight" ? n : "text_model." + n);
         var config = ModelConfigs.ClipFromShapes(f.Header, "", Names, ClipActivation.QuickGelu, tokenizer.EndId);
         config = ModelConfigs.WithHfConfig(config, Required(dir, sub, "config.json"));

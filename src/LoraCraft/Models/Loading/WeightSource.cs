@@ -71,6 +71,14 @@ public sealed class WeightSource
 /// <summary>Fills every weight of a network from a source, checking shapes; names what is missing.</summary>
 public static class WeightLoader
 {
+    static Tensor OnDevice(Tensor t, Device? device)
+    {
+        if (device is null || device.type == DeviceType.CPU) return t;
+        var moved = t.to(device);
+        t.Dispose();
+        return moved;
+    }
+
     public static void Load(Net net, WeightSource source, ScalarType dtype, string component, Device? device = null)
     {
         var missing = new List<string>();
@@ -78,7 +86,8 @@ public static class WeightLoader
         {
             var recipe = source.RecipeFor(name);
             if (recipe is null) { missing.Add(name); continue; }
-            var t = source.Load(name, recipe, weight.KeepFloat32 ? ScalarType.Float32 : dtype);
+            var dt = weight.KeepFloat32 ? ScalarType.Float32 : dtype;
+            var t = source.Load(name, recipe, dt);
             if (!t.shape.SequenceEqual(weight.Shape))
             {
                 var got = string.Join("x", t.shape);
@@ -87,13 +96,8 @@ public static class WeightLoader
                     $"{component} weight '{recipe.SourceKey}' has shape [{got}], expected [{string.Join("x", weight.Shape)}]");
             }
             weight.Value?.Dispose();
-            if (device is not null && device.type != DeviceType.CPU)
-            {
-                var moved = t.to(device);
-                t.Dispose();
-                t = moved;
-            }
-            weight.Value = t.DetachFromDisposeScope(); // weights live as long as the model, not a caller's scope
+            weight.Value = OnDevice(t, device).DetachFromDisposeScope(); // weights live as long as the model, not a caller's scope
+            weight.Reload = () => OnDevice(source.Load(name, recipe, dt), device);
         }
         if (missing.Count > 0)
         {
