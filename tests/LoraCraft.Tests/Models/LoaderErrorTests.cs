@@ -94,6 +94,17 @@ public sealed class LoaderErrorTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
+    public void ATruncatedTextEncoderDisagreesWithTheConfig()
+    {
+        if (Skip()) return;
+        var path = _dir.File("short-te.safetensors");
+        const string removed = "cond_stage_model.transformer.text_model.encoder.layers.3.";
+        CheckpointRewrite.Write(Fixture.Instance!.ModelFile("sd15"), path, (name, t) => name.StartsWith(removed, StringComparison.Ordinal) ? null : t);
+        var e = Assert.Throws<ModelLoadException>(() => CheckpointLoader.Load(path, WithConfig("sd15")));
+        Assert.Contains("text encoder has 3 layers, this config declares 4", e.Message);
+    }
+
+    [SkippableFact]
     public void MissingPathIsFileNotFound()
     {
         var path = _dir.File("nowhere.safetensors");

@@ -94,6 +94,10 @@ public static class CheckpointLoader
         // the structure comes from the stored shapes; a config that disagrees means missing blocks or the wrong config
         if (declared is not null && ModelConfigs.StructureDiffers(unetConfig, declared) is { } difference)
             throw new ModelLoadException(path, $"UNet does not match {unetConfigPath}: {difference}");
+        // without a config, a full-size UNet must have its family's standard structure
+        if (declared is null && unetConfig.BlockChannels[0] == 320 && Standard(fam, unetConfig.InChannels) is { } standard
+            && ModelConfigs.StructureDiffers(unetConfig, standard) is { } missing)
+            throw new ModelLoadException(path, $"UNet is not a complete {fam.Id()} UNet: {missing}");
         if (unetConfig.AdmInChannels > 0)
         {
             int pooled = encoders[^1].Model.Config.ProjectionDim;
@@ -125,6 +129,13 @@ public static class CheckpointLoader
     }
 
     static WeightRecipe? HfNames(string name) => new(name);
+
+    static UNetConfig Standard(ModelFamily family, int inChannels) => family switch
+    {
+        ModelFamily.Sd1 => UNetConfig.Sd15(inChannels),
+        ModelFamily.Sd2 => UNetConfig.Sd2(inChannels),
+        _ => UNetConfig.Sdxl(inChannels),
+    };
 
     /// <summary>`prediction_type` of a diffusers scheduler config, if the folder has one.</summary>
     internal static Prediction? SchedulerPrediction(string? dir)

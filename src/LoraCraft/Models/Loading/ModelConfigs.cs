@@ -181,6 +181,9 @@ public static class ModelConfigs
     public static ClipTextConfig WithHfConfig(ClipTextConfig c, string configPath)
     {
         var j = ReadJson(configPath);
+        // fewer stored layers than declared means a truncated tower (SD2 files may store one more)
+        if (j.TryGetProperty("num_hidden_layers", out var layers) && c.Layers < layers.GetInt32())
+            throw new ModelLoadException(configPath, $"the checkpoint's text encoder has {c.Layers} layers, this config declares {layers.GetInt32()}");
         return c with
         {
             Heads = j.TryGetProperty("num_attention_heads", out var h) ? h.GetInt32() : c.Heads,
