@@ -85,6 +85,14 @@ public static partial class Samplers
         return MathF.Exp(la + 0.5f * (lb - la));
     }
 
+    /// <summary>The ancestral part of a step: fresh noise scaled by sigma_up, unless the step ends at 0.</summary>
+    static void AddNoise(Tensor x, float sigmaNext, float up, NoiseSource noise)
+    {
+        if (sigmaNext <= 0) return;
+        using var z = noise();
+        x.add_(z.mul_(up)); // as k-diffusion: noise * sigma_up, then added
+    }
+
     static Tensor Replace(Tensor old, Tensor next)
     {
         old.Dispose();
@@ -113,11 +121,7 @@ public static partial class Samplers
             var (down, up) = AncestralStep(sigmas[i], sigmas[i + 1]);
             using var d = ToD(x, sigmas[i], denoised);
             x = Replace(x, x + d * (double)(down - sigmas[i]));
-            if (sigmas[i + 1] > 0)
-            {
-                using var z = noise();
-                x.add_(z * (double)up);
-            }
+            AddNoise(x, sigmas[i + 1], up, noise);
             ctx.Step(i, n);
         }
         return x;
@@ -193,11 +197,7 @@ public static partial class Samplers
                 using var d2 = ToD(x2, mid, denoised2);
                 x = Replace(x, x + d2 * (double)(down - sigmas[i]));
             }
-            if (sigmas[i + 1] > 0)
-            {
-                using var z = noise();
-                x.add_(z * (double)up);
-            }
+            AddNoise(x, sigmas[i + 1], up, noise);
             ctx.Step(i, n);
         }
         return x;
@@ -270,11 +270,7 @@ public static partial class Samplers
                 using var denoised2 = model(x2, sigmaS);
                 x = Replace(x, x * (double)(MathF.Exp(-tNext) / MathF.Exp(-tNow)) - denoised2 * double.ExpM1(-h));
             }
-            if (sigmas[i + 1] > 0)
-            {
-                using var z = noise();
-                x.add_(z * (double)up);
-            }
+            AddNoise(x, sigmas[i + 1], up, noise);
             ctx.Step(i, n);
         }
         return x;
