@@ -174,4 +174,21 @@ public sealed class LoaderVariantTests(ITestOutputHelper output) : IDisposable
         var context = zeros(1, 77, m.UNet.Config.ContextDim);
         Assert.Equal(x.shape[0..1].Concat([4L]).Concat(x.shape[2..]), m.UNet.Forward(x, tensor(new[] { 500f }), context, y).shape);
     }
+
+    [SkippableFact]
+    public void EarlySd1TextEncoderLayoutLoads()
+    {
+        if (Skip()) return;
+        // early SD1 files: `cond_stage_model.transformer.<...>` without `text_model.`
+        var path = _dir.File("old-clip-layout.safetensors");
+        CheckpointRewrite.Write(F.ModelFile("sd15"), path, (_, t) => t,
+            name => name.Replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.", StringComparison.Ordinal));
+        using var m = CheckpointLoader.Load(path, WithConfig("sd15"));
+        var c = F.OfKind("conditioning", "sd15").First();
+        using var cond = LoraCraft.Text.TextConditioner.Encode(m, c.GetProperty("prompt").GetString()!);
+        using var expected = F.Tensor(c, "context");
+        double err = Fixture.RelL2(cond.Context, expected);
+        output.WriteLine($"conditioning rel L2 {err:E2}");
+        Assert.True(err < Tolerance);
+    }
 }

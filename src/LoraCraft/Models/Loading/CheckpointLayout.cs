@@ -11,6 +11,8 @@ public static class CheckpointLayout
     public const string UNetPrefix = "model.diffusion_model.";
     public const string VaePrefix = "first_stage_model.";
     public const string Sd1TextPrefix = "cond_stage_model.transformer.text_model.";
+    /// <summary>Early SD1 files (older transformers) store the CLIP tower without `text_model.`.</summary>
+    public const string Sd1OldTextPrefix = "cond_stage_model.transformer.";
     public const string Sd2TextPrefix = "cond_stage_model.model.";
     public const string SdxlText1Prefix = "conditioner.embedders.0.transformer.text_model.";
     public const string SdxlText2Prefix = "conditioner.embedders.1.model.";
@@ -25,7 +27,7 @@ public static class CheckpointLayout
             return (ModelFamily.Sdxl, inpainting);
         if (header.Contains(Sd2TextPrefix + "ln_final.weight"))
             return (ModelFamily.Sd2, inpainting);
-        if (header.Contains(Sd1TextPrefix + "final_layer_norm.weight"))
+        if (header.Contains(Sd1TextPrefix + "final_layer_norm.weight") || header.Contains(Sd1OldTextPrefix + "final_layer_norm.weight"))
             return (ModelFamily.Sd1, inpainting);
         // UNet-only file: SD2 uses linear transformer projections and a wider context.
         var attn2 = header.Tensors.FirstOrDefault(t => t.Name.StartsWith(UNetPrefix, StringComparison.Ordinal)
@@ -33,4 +35,9 @@ public static class CheckpointLayout
         if (attn2 is null) return (null, false);
         return (attn2.Shape[1] >= 1024 ? ModelFamily.Sd2 : ModelFamily.Sd1, inpainting);
     }
+
+    /// <summary>Where an SD1 file keeps its text encoder: the usual prefix, or the early one.</summary>
+    public static string Sd1TextPrefixOf(SafetensorsHeader header) =>
+        header.Contains(Sd1TextPrefix + "final_layer_norm.weight") || !header.Contains(Sd1OldTextPrefix + "final_layer_norm.weight")
+            ? Sd1TextPrefix : Sd1OldTextPrefix;
 }

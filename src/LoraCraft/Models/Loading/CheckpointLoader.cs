@@ -73,7 +73,7 @@ public static class CheckpointLoader
         switch (fam)
         {
             case ModelFamily.Sd1:
-                encoders.Add(LoadClip(file, CheckpointLayout.Sd1TextPrefix, HfNames, ClipActivation.QuickGelu, Config("text_encoder"), tokenizer, tokenizer.EndId, 0));
+                encoders.Add(LoadClip(file, CheckpointLayout.Sd1TextPrefixOf(file.Header), HfNames, ClipActivation.QuickGelu, Config("text_encoder"), tokenizer, tokenizer.EndId, 0));
                 break;
             case ModelFamily.Sd2:
                 // SD2 conditions on the penultimate layer: the last one is never used, so it is not loaded
