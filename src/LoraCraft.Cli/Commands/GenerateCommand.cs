@@ -119,8 +119,13 @@ public static class GenerateCommand
         using var patcher = new LoraPatcher();
         patcher.Apply(loras.Select(l => l.Application).ToList());
         foreach (var l in loras)
-            if (!quiet) stderr.WriteLine($"LoRA {l.Name}: unet {l.Tag.UNet}, te {l.Tag.TextEncoder}, {l.Application.Plan.Matched.Count} layers" +
-                                         (l.Application.Plan.Unmatched.Count > 0 ? $", {l.Application.Plan.Unmatched.Count} keys unmatched (e.g. {l.Application.Plan.Unmatched[0]})" : ""));
+        {
+            var unmatched = l.Application.Plan.Unmatched;
+            if (!quiet) stderr.WriteLine($"LoRA {l.Name}: unet {l.Tag.UNet}, te {l.Tag.TextEncoder}, {l.Application.Plan.Matched.Count} layers");
+            // a partial fit is worth knowing even with --quiet (that only silences progress)
+            if (unmatched.Count > 0)
+                stderr.WriteLine($"warning: LoRA {l.Name}: {unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", unmatched.Take(3))})");
+        }
         // what the PNG records: the prompt with every LoRA as a tag, so --from-png reruns it
         string recordedPrompt = string.Join(" ", new[] { request.Prompt }.Concat(loras.Skip(promptTags.Count + negativeTags.Count).Select(LoraSelector.TagFor)));
         var extra = loras.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(loras)) } : null;

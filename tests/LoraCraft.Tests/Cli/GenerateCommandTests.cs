@@ -199,6 +199,19 @@ public class GenerateCommandTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
+    public void UnmatchedLoraKeysAreReportedEvenWhenQuiet()
+    {
+        var f = Fixture.Require();
+        using var dir = new TempDir();
+        var lora = dir.File("extra.safetensors");
+        LoraCraft.Tests.Models.CheckpointRewrite.Write(Path.Combine(f.Root, "loras", "sd15-attn.safetensors"), lora, (_, t) => t,
+            ("lora_unet_no_such_block_proj.lora_down.weight", torch.zeros(4, 32)), ("lora_unet_no_such_block_proj.lora_up.weight", torch.zeros(32, 4)));
+        var r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--width", "64", "--height", "64", "--lora", lora, "--out", dir.File("o.png"), "--quiet"]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("warning: LoRA extra: 1 keys match no layer of this model (e.g. lora_unet_no_such_block_proj)", r.Err);
+    }
+
+    [SkippableFact]
     public void CancellingStopsWithoutWritingAnything()
     {
         var f = Fixture.Require();
