@@ -18,9 +18,14 @@ public sealed class LoraModule
     public required Tensor Down { get; init; }
     public required Tensor Up { get; init; }
     public float? Alpha { get; init; }
+    /// <summary>LyCORIS/A1111 CP-decomposed convolutions: a [rank, rank, kh, kw] core between 1x1 down and up.</summary>
+    public Tensor? Mid { get; init; }
     public long Rank => Down.shape[0];
+
+    /// <summary>How many values the rebuilt update has (the patched layer must have as many).</summary>
+    public long OutputElements => Up.shape[0] * (Down.numel() / Down.shape[0]) * (Mid is null ? 1 : Mid.shape[2] * Mid.shape[3]);
     public double Scale => (Alpha ?? Rank) / Rank;
-    public bool IsConv => Down.dim() == 4 && (Down.shape[2] > 1 || Down.shape[3] > 1);
+    public bool IsConv => Mid is not null || Down.dim() == 4 && (Down.shape[2] > 1 || Down.shape[3] > 1);
 
     /// <summary>The weight update for a weight of <paramref name="targetShape"/>, in float32.</summary>
     public Tensor Delta(long[] targetShape, int? dynRank = null)
@@ -46,9 +51,18 @@ public sealed class LoraModule
             up = up[.., ..r];
             down = down[..r, ..];
         }
-        if (up.shape[0] * down.shape[1] != weight.numel() || up.shape[0] != weight.shape[0])
-            throw new LoraFormatException(Key, $"factors give {up.shape[0]}x{down.shape[1]} values, the layer has shape [{string.Join("x", weight.shape)}]");
-        weight.view(up.shape[0], down.shape[1]).addmm_(up, down, beta: 1, alpha: (float)(multiplier * Scale));
+        if (OutputElements != weight.numel() || up.shape[0] != weight.shape[0])
+            throw new LoraFormatException(Key, $"factors give {OutputElements} values, the layer has shape [{string.Join("x", weight.shape)}]");
+        if (Mid is null)
+        {
+            weight.view(up.shape[0], down.shape[1]).addmm_(up, down, beta: 1, alpha: (float)(multiplier * Scale));
+            return;
+        }
+        // CP: delta[o, i, k, l] = sum over n, m of up[o, n] * mid[n, m, k, l] * down[m, i] (A1111's rebuild_cp_decomposition)
+        var mid = Mid.to(ScalarType.Float32);
+        if (dynRank is int d && d > 0 && d < Rank) mid = mid[..d, ..d];
+        var delta = torch.einsum("nmkl,on,mi->oikl", mid, up, down);
+        weight.add_(delta, alpha: multiplier * Scale);
     }
 }
 
@@ -83,6 +97,7 @@ public sealed class LoraFile : IDisposable
         if (!File.Exists(path)) throw new FileNotFoundException($"LoRA not found: {path}", path);
         using var file = SafetensorsFile.Open(path);
         var downs = new Dictionary<string, Tensor>();
+        var mids = new Dictionary<string, Tensor>();
         var ups = new Dictionary<string, Tensor>();
         var alphas = new Dictionary<string, float>();
         var unknown = new List<string>();
@@ -94,6 +109,11 @@ public sealed class LoraFile : IDisposable
                 using var a = file.Load(name, ScalarType.Float32);
                 alphas[Normalize(name[..^".alpha".Length])] = a.numel() == 1 ? a.item<float>()
                     : throw new LoraFormatException(path, $"tensor '{name}' should hold one number");
+                continue;
+            }
+            if (name.EndsWith(".lora_mid.weight", StringComparison.Ordinal))
+            {
+                mids[Normalize(name[..^".lora_mid.weight".Length])] = file.Load(name).DetachFromDisposeScope();
                 continue;
             }
             if (FactorSuffix(name) is not { } factor) { unknown.Add(name); continue; }
@@ -108,9 +128,10 @@ public sealed class LoraFile : IDisposable
         {
             if (!ups.TryGetValue(key, out var up)) { unknown.Add(key + " (down without up)"); down.Dispose(); continue; }
             float? alpha = alphas.TryGetValue(key, out var a) ? a : PeftAlpha(peftAlpha, key);
-            modules.Add(new LoraModule { Key = key, Down = down, Up = up, Alpha = alpha });
+            modules.Add(new LoraModule { Key = key, Down = down, Up = up, Alpha = alpha, Mid = mids.GetValueOrDefault(key) });
         }
         foreach (var key in ups.Keys.Where(k => !downs.ContainsKey(k))) { unknown.Add(key + " (up without down)"); ups[key].Dispose(); }
+        foreach (var key in mids.Keys.Where(k => !downs.ContainsKey(k) || !ups.ContainsKey(k))) { unknown.Add(key + " (mid without down and up)"); mids[key].Dispose(); }
         if (modules.Count == 0)
             throw new LoraFormatException(path, "no LoRA modules found (expected keys like '….lora_down.weight' or '….lora_A.weight')");
         return new LoraFile { Path = path, Metadata = file.Metadata, Modules = modules, UnknownKeys = unknown };
@@ -172,6 +193,7 @@ public sealed class LoraFile : IDisposable
         {
             m.Down.Dispose();
             m.Up.Dispose();
+            m.Mid?.Dispose();
         }
     }
 }

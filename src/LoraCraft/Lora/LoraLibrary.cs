@@ -32,6 +32,11 @@ public sealed class LoraLibrary
         var folded = Files.Where(f => string.Equals(Path.GetFileNameWithoutExtension(f), name, StringComparison.OrdinalIgnoreCase)).ToList();
         if (folded.Count > 0) return folded[0];
         if (!Directory.Exists(Root)) throw new UserErrorException($"LoRA '{name}' not found: the LoRA folder {Root} does not exist (use --lora-dir)");
+        var pickle = new[] { ".pt", ".ckpt", ".bin" }
+            .SelectMany(ext => Directory.EnumerateFiles(Root, name + ext, new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, MatchCasing = MatchCasing.CaseInsensitive }))
+            .FirstOrDefault();
+        if (pickle is not null)
+            throw new UserErrorException($"LoRA '{name}' is a pickle file ({pickle}), which can run code and is not loaded; convert it to .safetensors");
         var closest = Files.Select(Path.GetFileNameWithoutExtension).OfType<string>()
             .OrderBy(n => Levenshtein(n.ToLowerInvariant(), name.ToLowerInvariant())).Take(3).ToList();
         throw new UserErrorException($"LoRA '{name}' not found in {Root}" + (closest.Count > 0 ? $" (closest: {string.Join(", ", closest)})" : " (the folder has no .safetensors files)"));

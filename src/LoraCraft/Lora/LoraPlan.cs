@@ -28,8 +28,7 @@ public sealed class LoraPlan
         {
             var t = targets.Find(m.Key);
             long expected = t is null ? 0 : t.Weight.Shape.Aggregate(1L, (a, b) => a * b);
-            long inFeatures = m.Down.numel() / m.Down.shape[0];
-            if (t is not null && m.Up.shape[0] * inFeatures == expected && t.Weight.Shape[0] == m.Up.shape[0]) matched.Add((m, t));
+            if (t is not null && m.OutputElements == expected && t.Weight.Shape[0] == m.Up.shape[0]) matched.Add((m, t));
             else unmatched.Add(m.Key);
         }
         unmatched.AddRange(file.UnknownKeys);

@@ -75,4 +75,13 @@ public class LoraLibraryTests
         Assert.Equal(dir.File("style.safetensors"), library.ResolveFileOrName(dir.File("style.safetensors")));
         Assert.Throws<UserErrorException>(() => library.ResolveFileOrName("style"));
     }
+
+    [Fact]
+    public void APickleLoraIsRefusedByName()
+    {
+        using var dir = Library("styles/old_style.pt", "new_style.safetensors");
+        var e = Assert.Throws<UserErrorException>(() => new LoraLibrary(dir.Path).Resolve("old_style"));
+        Assert.Contains("pickle file", e.Message);
+        Assert.Contains("convert it to .safetensors", e.Message);
+    }
 }
