@@ -83,6 +83,8 @@ namespace LoraCraft.Cli
             catch (Exception e)
             {
                 stderr.WriteLine("internal error: " + e.Message);
+                if (Runtime.TorchNative.LoadError is { } native)
+                    stderr.WriteLine("(preparing libtorch for this system failed first: " + native.Message + ")");
                 stderr.WriteLine(debug ? e.ToString() : "(run again with --debug for details)");
                 return 1;
             }

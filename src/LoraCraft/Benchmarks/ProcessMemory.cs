@@ -6,8 +6,6 @@ public static class ProcessMemory
     /// <summary>Peak resident set size so far (VmHWM), in MiB.</summary>
     public static double PeakRssMb() => ReadKb("VmHWM:") / 1024.0;
 
-    public static double CurrentRssMb() => ReadKb("VmRSS:") / 1024.0;
-
     static long ReadKb(string key)
     {
         const string status = "/proc/self/status";

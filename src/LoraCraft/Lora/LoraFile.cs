@@ -10,7 +10,7 @@ public enum LoraAlgorithm { Lora, LoCon, LoHa, LoKr }
 
 /// <summary>
 /// One adapted layer of a LoRA file: the module key as written in the file, its factors (in the
-/// file's dtype) and its scale. Delta = scale * up @ down (convolutions flattened, multiplied, reshaped).
+/// file's dtype) and its scale; its update is scale * up @ down (convolutions flattened, multiplied, reshaped).
 /// </summary>
 public sealed class LoraModule
 {
@@ -26,15 +26,6 @@ public sealed class LoraModule
     public long OutputElements => Up.shape[0] * (Down.numel() / Down.shape[0]) * (Mid is null ? 1 : Mid.shape[2] * Mid.shape[3]);
     public double Scale => (Alpha ?? Rank) / Rank;
     public bool IsConv => Mid is not null || Down.dim() == 4 && (Down.shape[2] > 1 || Down.shape[3] > 1);
-
-    /// <summary>The weight update for a weight of <paramref name="targetShape"/>, in float32.</summary>
-    public Tensor Delta(long[] targetShape, int? dynRank = null)
-    {
-        using var scope = NewDisposeScope();
-        var delta = torch.zeros(targetShape);
-        AddTo(delta, 1, dynRank);
-        return delta.MoveToOuterDisposeScope();
-    }
 
     /// <summary>
     /// weight += multiplier * scale * up @ down on a contiguous float32 weight, without

@@ -41,7 +41,8 @@ public sealed class Guidance
             var pooled = uncond is null ? cond.Pooled! : torch.cat([cond.Pooled!, uncond.Pooled!], 0);
             y = model.UNet.SdxlVector(pooled, ids.expand(pooled.shape[0], -1));
         }
-        return new Guidance(model, request.Cfg, context, y);
+        // converted once to the UNet's dtype and device, so its per-step conversions are no-ops
+        return new Guidance(model, request.Cfg, context.to(model.DType, model.UNet.Device), y?.to(model.DType, model.UNet.Device));
     }
 
     /// <summary>Repeats the shorter context so both halves of the batch have the same token count.</summary>

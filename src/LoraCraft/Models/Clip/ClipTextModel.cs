@@ -150,11 +150,7 @@ public sealed class ClipTextModel : Net
         return output;
     }
 
-    /// <summary>Applies the final layer norm to any hidden state (clip skip, SD2's penultimate layer).</summary>
-    public Tensor FinalNorm(Tensor hidden) => _finalNorm.Forward(hidden);
 
-    /// <summary>Projects a final-normed state at the end token (SDXL pooled output).</summary>
-    public Tensor? Project(Tensor pooled) => _projection?.Forward(pooled);
 
     sealed class EmbeddingsNet : Net
     {

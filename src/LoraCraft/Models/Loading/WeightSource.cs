@@ -63,6 +63,7 @@ public sealed class WeightSource
         // Reduced-precision kernels are stored channels-last, oneDNN's fastest layout on CPU.
         // float32 is the reference path and keeps the reference's layout (and so its rounding).
         if (result.dim() == 4 && Layout.PrefersChannelsLast(dtype)) result = Layout.ChannelsLast(result);
+        // a third of a fused in_proj is a view: copy it so the whole fused tensor can be freed
         if (ReferenceEquals(result, t) && recipe.Transform != WeightTransform.None) result = result.clone();
         return result.MoveToOuterDisposeScope();
     }
