@@ -4,7 +4,39 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace LoraCraft.Models;
 
-public sealed class Linear : Net
+/// <summary>
+/// A branch on a layer's output, applied in the forward pass without touching the layer's weights:
+/// LoRA in bypass mode, a LoRA being trained (PEFT's wrapper, ComfyUI's bypass, A1111's
+/// `lora_functional` are all this hook). Returns the new output, usually output + branch(input).
+/// </summary>
+public interface ILayerAdapter
+{
+    Tensor Apply(AdaptableLayer layer, Tensor input, Tensor output);
+}
+
+/// <summary>A Linear or Conv2d: the two leaves adapters attach to.</summary>
+public abstract class AdaptableLayer : Net
+{
+    /// <summary>Weight and bias as declared (the adapter reads shapes or, for DoRA-like schemes, values).</summary>
+    public abstract Weight WeightSlot { get; }
+    public abstract Weight? BiasSlot { get; }
+    /// <summary>Branches run after the layer, in order; null (the usual case) costs nothing.</summary>
+    public List<ILayerAdapter>? Adapters { get; set; }
+
+    protected Tensor Adapt(Tensor input, Tensor output)
+    {
+        if (Adapters is not { Count: > 0 } list) return output;
+        foreach (var a in list)
+        {
+            var next = a.Apply(this, input, output);
+            if (!ReferenceEquals(next, output)) output.Dispose();
+            output = next;
+        }
+        return output;
+    }
+}
+
+public sealed class Linear : AdaptableLayer
 {
     readonly Weight _w;
     readonly Weight? _b;
@@ -13,10 +45,12 @@ public sealed class Linear : Net
         _w = Param("weight", outFeatures, inFeatures);
         _b = bias ? Param("bias", outFeatures) : null;
     }
-    public Tensor Forward(Tensor x) => F.linear(x, _w.T, _b?.T);
+    public override Weight WeightSlot => _w;
+    public override Weight? BiasSlot => _b;
+    public Tensor Forward(Tensor x) => Adapt(x, F.linear(x, _w.T, _b?.T));
 }
 
-public sealed class Conv2d : Net
+public sealed class Conv2d : AdaptableLayer
 {
     readonly Weight _w;
     readonly Weight? _b;
@@ -28,6 +62,10 @@ public sealed class Conv2d : Net
         _stride = stride;
         _padding = padding;
     }
+    public override Weight WeightSlot => _w;
+    public override Weight? BiasSlot => _b;
+    public long Stride => _stride;
+    public long Padding => _padding;
     /// <summary>Inputs above this many bytes are convolved in bands of rows (see <see cref="Forward"/>).</summary>
     public const long BandBytes = 32L << 20;
 
@@ -37,7 +75,9 @@ public sealed class Conv2d : Net
     /// same; the convolution library's working buffers shrink from whole-image to band size, which
     /// is what kept SD1.5 at 512 px above 3 GB.
     /// </summary>
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x) => Adapt(x, Convolve(x));
+
+    Tensor Convolve(Tensor x)
     {
         long rowBytes = x.shape[0] * x.shape[1] * x.shape[3] * x.ElementSize;
         long kernel = _w.Shape[2];
@@ -112,14 +152,21 @@ public sealed class Embedding : Net
     public Tensor Table => _w.T;
 }
 
-/// <summary>Nearest-neighbour 2x upsampling then a 3x3 convolution (UNet and VAE decoder alike).</summary>
+/// <summary>
+/// Nearest-neighbour upsampling then a 3x3 convolution (UNet and VAE decoder alike): 2x, or to
+/// the given size — the UNet's skip connection, which is odd-sized when the latent is (a 72 px
+/// side is a 9-wide latent, downsampled to 5, then 10, and must meet the 9-wide skip), as
+/// ComfyUI's `Upsample(x, output_shape)` and diffusers' `upsample_size` do.
+/// </summary>
 public sealed class Upsample : Net
 {
     readonly Conv2d _conv;
     public Upsample(int channels) => _conv = Child("conv", new Conv2d(channels, channels, 3, padding: 1));
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x, long[]? size = null)
     {
-        using var up = F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
+        using var up = size is null || (size[0] == x.shape[2] * 2 && size[1] == x.shape[3] * 2)
+            ? F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
+            : F.interpolate(x, size: size, mode: InterpolationMode.Nearest);
         return _conv.Forward(up);
     }
 }

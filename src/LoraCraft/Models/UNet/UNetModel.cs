@@ -121,7 +121,9 @@ public sealed class UNetModel : Net
             var cat = torch.cat([h, skip], 1);
             h.Dispose();
             skip.Dispose();
-            h = RunLayer(layer, cat, emb, context);
+            // an upsampler meets the next skip at its size (odd latent sides round up on the way down)
+            long[]? upSize = skips.Count > 0 ? [skips[^1].shape[2], skips[^1].shape[3]] : null;
+            h = RunLayer(layer, cat, emb, context, upSize);
             cat.Dispose();
         }
         var result = _outConv.Forward(F.silu(_outNorm.Forward(h))).to(x.dtype, x.device).contiguous();
@@ -129,7 +131,7 @@ public sealed class UNetModel : Net
     }
 
     /// <summary>Runs one numbered layer list; intermediates die with the inner scope.</summary>
-    static Tensor RunLayer(NetList<Net> layer, Tensor h, Tensor emb, Tensor context)
+    static Tensor RunLayer(NetList<Net> layer, Tensor h, Tensor emb, Tensor context, long[]? upsampleSize = null)
     {
         using var scope = NewDisposeScope();
         foreach (var part in layer.Items)
@@ -139,7 +141,7 @@ public sealed class UNetModel : Net
                 ResBlock r => r.Forward(h, emb),
                 SpatialTransformer t => t.Forward(h, context),
                 Downsample d => d.Forward(h),
-                Upsample u => u.Forward(h),
+                Upsample u => u.Forward(h, upsampleSize),
                 Conv2d c => c.Forward(h),
                 _ => throw new InvalidOperationException(part.GetType().Name),
             };
