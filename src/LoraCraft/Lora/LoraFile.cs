@@ -53,7 +53,7 @@ public sealed class LoraModule
         var mid = Mid.to(ScalarType.Float32);
         if (dynRank is int d && d > 0 && d < Rank) mid = mid[..d, ..d];
         var delta = torch.einsum("nmkl,on,mi->oikl", mid, up, down);
-        weight.add_(delta, alpha: multiplier * Scale);
+        weight.AddInPlace(delta, multiplier * Scale);
     }
 }
 

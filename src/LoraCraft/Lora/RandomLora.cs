@@ -85,6 +85,6 @@ public static partial class RandomLora
     {
         // the scope frees the float32 draw at once
         using var scope = NewDisposeScope();
-        return randn(shape, generator: generator).mul_(std).to_type(ScalarType.Float16).MoveToOuterDisposeScope();
+        return randn(shape, generator: generator).MulInPlace(std).to_type(ScalarType.Float16).MoveToOuterDisposeScope();
     }
 }

@@ -95,7 +95,7 @@ public static class CropAndStitch
             throw new InvalidOperationException($"the inpaint step returned [{string.Join(",", result.shape)}], expected [1,3,{wh},{ww}]");
 
         var back = Resize(result.to(ScalarType.Float32), box.Width, box.Height);
-        var stitched = where(blend > 0, original * (1 - blend) + back * blend, original);
+        var stitched = where(blend.Greater(0), (original * blend.RSub(1)).Add(back * blend), original);
         var output = source.clone();
         Cut(output, box).copy_(stitched);
         return new CropAndStitchResult(output.MoveToOuterDisposeScope(), box, ww, wh);
@@ -122,7 +122,7 @@ public static class CropAndStitch
     public static CropBox? MaskBounds(Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var nonzero = mask[0, 0] > 0;
+        var nonzero = mask[0, 0].Greater(0);
         var rows = nonzero.any(1).data<bool>().ToArray();
         var cols = nonzero.any(0).data<bool>().ToArray();
         int top = Array.IndexOf(rows, true), left = Array.IndexOf(cols, true);
@@ -184,7 +184,7 @@ public static class CropAndStitch
     {
         ArgumentOutOfRangeException.ThrowIfNegative(radius);
         using var scope = NewDisposeScope();
-        var clamped = mask.to(ScalarType.Float32).clamp(0, 1).contiguous();
+        var clamped = mask.to(ScalarType.Float32).Clamp(0, 1).contiguous();
         if (radius == 0) return clamped.MoveToOuterDisposeScope();
         int h = (int)mask.shape[2], w = (int)mask.shape[3];
         var values = clamped.data<float>().ToArray();
@@ -269,6 +269,6 @@ public static class CropAndStitch
         bool shrinks = width < w || height < h;
         var resized = F.interpolate(x, [height, width], mode: shrinks ? InterpolationMode.Bilinear : InterpolationMode.Bicubic,
                                     align_corners: false, antialias: shrinks);
-        return resized.clamp(0, 1);
+        return resized.Clamp(0, 1);
     }
 }

@@ -61,16 +61,16 @@ public sealed class Guidance
         long batch = _context.shape[0];
         double s = sigma;
         var xb = batch == 1 ? x : x.expand(batch, -1, -1, -1);
-        var input = xb * (1 / Math.Sqrt(s * s + 1));
+        var input = xb.Mul(1 / Math.Sqrt(s * s + 1));
         if (concat is not null) input = concat.Concat(input);
-        var t = torch.full(batch, (float)schedule.Timestep(sigma), ScalarType.Float32);
+        var t = TensorMath.Full([batch], (float)schedule.Timestep(sigma));
         var output = _model.UNet.Forward(input, t, _context, _y);
         var denoised = _model.Prediction == Prediction.V
-            ? xb * (1 / (s * s + 1)) - output * (s / Math.Sqrt(s * s + 1))
-            : xb - output * s;
+            ? xb.Mul(1 / (s * s + 1)) - output.Mul(s / Math.Sqrt(s * s + 1))
+            : xb - output.Mul(s);
         if (batch == 1) return denoised.MoveToOuterDisposeScope();
         var halves = denoised.chunk(2, 0);
-        var guided = halves[1] + (halves[0] - halves[1]) * _cfg;
+        var guided = halves[1].Add((halves[0] - halves[1]).Mul(_cfg));
         return guided.MoveToOuterDisposeScope();
     }
 }

@@ -72,7 +72,7 @@ public static class ImageFiles
     public static byte[] ToRgbBytes(Tensor image)
     {
         using var scope = NewDisposeScope();
-        var hwc = (image[0].clamp(0, 1) * 255).clamp(0, 255).to(ScalarType.Byte).permute(1, 2, 0).contiguous();
+        var hwc = image[0].Clamp(0, 1).Mul(255).Clamp(0, 255).to(ScalarType.Byte).permute(1, 2, 0).contiguous();
         return hwc.data<byte>().ToArray();
     }
 

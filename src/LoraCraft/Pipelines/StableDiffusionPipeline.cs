@@ -46,17 +46,17 @@ public static class StableDiffusionPipeline
 
         float sigma0 = sigmas[0];
         bool fullDenoise = Math.Abs(schedule.SigmaMax - sigma0) <= 1e-5 * Math.Max(Math.Abs(schedule.SigmaMax), Math.Abs(sigma0)) || sigma0 > schedule.SigmaMax;
-        var x = noise * (fullDenoise ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0) + latent;
+        var x = noise.Mul(fullDenoise ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0).Add(latent);
 
         Denoiser denoiser = (xt, sigma) =>
         {
             using var inner = NewDisposeScope();
             var xin = xt;
             if (latentMask is not null)
-                xin = xt * latentMask + (latent + noise * sigma) * (1 - latentMask);
+                xin = (xt * latentMask).Add(latent.Add(noise.Mul(sigma)) * latentMask.RSub(1));
             var denoised = guidance.Denoise(xin, sigma, schedule, concat);
             if (latentMask is not null)
-                denoised = denoised * latentMask + latent * (1 - latentMask);
+                denoised = (denoised * latentMask).Add(latent * latentMask.RSub(1));
             return denoised.MoveToOuterDisposeScope();
         };
 
@@ -73,20 +73,20 @@ public static class StableDiffusionPipeline
     public static Tensor EncodeImage(StableDiffusionModel model, Tensor image, VaeTilingMode tiling = VaeTilingMode.Auto)
     {
         using var scope = NewDisposeScope();
-        var pixels = image.to(ScalarType.Float32) * 2 - 1;
+        var pixels = image.to(ScalarType.Float32).Mul(2).Sub(1);
         var mean = VaeTiling.ShouldTile(tiling, image.shape[2] / 8, image.shape[3] / 8)
             ? VaeTiling.EncodeMean(model.Vae, pixels)
             : model.Vae.Encode(pixels).Mean;
-        return (mean * model.LatentScale).MoveToOuterDisposeScope();
+        return mean.Mul(model.LatentScale).MoveToOuterDisposeScope();
     }
 
     /// <summary>Scaled latent -> image [1,3,H,W] clamped to [0,1].</summary>
     public static Tensor DecodeLatent(StableDiffusionModel model, Tensor latent, VaeTilingMode tiling = VaeTilingMode.Auto)
     {
         using var scope = NewDisposeScope();
-        var z = latent / model.LatentScale;
+        var z = latent.Div(model.LatentScale);
         var decoded = VaeTiling.ShouldTile(tiling, latent.shape[2], latent.shape[3]) ? VaeTiling.Decode(model.Vae, z) : model.Vae.Decode(z);
-        return ((decoded + 1) / 2).clamp(0, 1).MoveToOuterDisposeScope();
+        return decoded.Add(1).Div(2).Clamp(0, 1).MoveToOuterDisposeScope();
     }
 }
 
@@ -96,7 +96,7 @@ public sealed record InpaintConcat(Tensor Mask, Tensor MaskedLatent)
     public static InpaintConcat Prepare(StableDiffusionModel model, Tensor image, Tensor mask, long h, long w)
     {
         var pixelMask = mask.to(ScalarType.Float32).round();
-        var masked = image.to(ScalarType.Float32) * (1 - pixelMask) + 0.5 * pixelMask;
+        var masked = (image.to(ScalarType.Float32) * pixelMask.RSub(1)).Add(pixelMask.Mul(0.5));
         var latentMask = F.interpolate(mask.to(ScalarType.Float32), size: [h, w], mode: InterpolationMode.Bilinear, align_corners: false).round();
         return new InpaintConcat(latentMask, StableDiffusionPipeline.EncodeImage(model, masked));
     }

@@ -59,7 +59,7 @@ public static partial class Samplers
         for (int k = 1; k < order; k++)
         {
             r[k - 1] = (-Math.Log(hs[^(k + 1)]) - lambda0) / h;
-            d1[k - 1] = (ds[^(k + 1)] - m0).div_(r[k - 1]);
+            d1[k - 1] = (ds[^(k + 1)] - m0).DivInPlace(r[k - 1]);
         }
         r[order - 1] = 1;
 
@@ -76,12 +76,12 @@ public static partial class Samplers
             hPhiK = hPhiK / hh - 1 / factorial;
         }
 
-        using var first = x * ((double)sigma / hs[^1]) - m0 * hPhi1; // DPM-Solver++(1)
+        using var first = Combine(x, (double)sigma / hs[^1], m0, hPhi1); // DPM-Solver++(1)
         var predicted = first.clone();
         if (order > 1)
         {
             double[] rhoP = order == 2 ? [0.5] : Solve(R, b, order - 1);
-            for (int k = 0; k < d1.Length; k++) predicted.add_(d1[k], -bH * rhoP[k]);
+            for (int k = 0; k < d1.Length; k++) predicted.AddInPlace(d1[k], -bH * rhoP[k]);
         }
         if (!corrector)
         {
@@ -93,9 +93,9 @@ public static partial class Samplers
         predicted.Dispose();
         double[] rhoC = order == 1 ? [0.5] : Solve(R, b, order);
         var corrected = first.clone();
-        for (int k = 0; k < d1.Length; k++) corrected.add_(d1[k], -bH * rhoC[k]);
+        for (int k = 0; k < d1.Length; k++) corrected.AddInPlace(d1[k], -bH * rhoC[k]);
         using var d1t = mt - m0;
-        corrected.add_(d1t, -bH * rhoC[^1]);
+        corrected.AddInPlace(d1t, -bH * rhoC[^1]);
         foreach (var d in d1) d.Dispose();
         return (corrected, mt);
     }

@@ -63,7 +63,7 @@ public static partial class Samplers
     static Tensor ToD(Tensor x, double sigma, Tensor denoised)
     {
         var diff = x - denoised;
-        return diff.div_(sigma);
+        return diff.DivInPlace(sigma);
     }
 
     /// <summary>
@@ -90,7 +90,22 @@ public static partial class Samplers
     {
         if (sigmaNext <= 0) return;
         using var z = noise();
-        x.add_(z.mul_(up)); // as k-diffusion: noise * sigma_up, then added
+        x.AddInPlace(z.MulInPlace(up)); // as k-diffusion: noise * sigma_up, then added
+    }
+
+    /// <summary>x + d * dt, as k-diffusion computes it (two roundings, not a fused multiply-add).</summary>
+    static Tensor Euler(Tensor x, Tensor d, double dt)
+    {
+        using var step = d.Mul(dt);
+        return x.Add(step);
+    }
+
+    /// <summary>a * p - b * q, in that order of operations.</summary>
+    static Tensor Combine(Tensor a, double p, Tensor b, double q)
+    {
+        using var ap = a.Mul(p);
+        using var bq = b.Mul(q);
+        return ap - bq;
     }
 
     static Tensor Replace(Tensor old, Tensor next)
@@ -106,7 +121,7 @@ public static partial class Samplers
         {
             using var denoised = model(x, sigmas[i]);
             using var d = ToD(x, sigmas[i], denoised);
-            x = Replace(x, x + d * (double)(sigmas[i + 1] - sigmas[i]));
+            x = Replace(x, Euler(x, d, sigmas[i + 1] - sigmas[i]));
             ctx.Step(i, n);
         }
         return x;
@@ -120,7 +135,7 @@ public static partial class Samplers
             using var denoised = model(x, sigmas[i]);
             var (down, up) = AncestralStep(sigmas[i], sigmas[i + 1]);
             using var d = ToD(x, sigmas[i], denoised);
-            x = Replace(x, x + d * (double)(down - sigmas[i]));
+            x = Replace(x, Euler(x, d, down - sigmas[i]));
             AddNoise(x, sigmas[i + 1], up, noise);
             ctx.Step(i, n);
         }
@@ -137,15 +152,16 @@ public static partial class Samplers
             double dt = sigmas[i + 1] - sigmas[i];
             if (sigmas[i + 1] == 0)
             {
-                x = Replace(x, x + d * dt);
+                x = Replace(x, Euler(x, d, dt));
             }
             else
             {
-                using var x2 = x + d * dt;
+                using var x2 = Euler(x, d, dt);
                 using var denoised2 = model(x2, sigmas[i + 1]);
                 using var d2 = ToD(x2, sigmas[i + 1], denoised2);
-                using var avg = (d + d2) / 2;
-                x = Replace(x, x + avg * dt);
+                using var sum = d.Add(d2);
+                using var avg = sum.Div(2);
+                x = Replace(x, Euler(x, avg, dt));
             }
             ctx.Step(i, n);
         }
@@ -161,16 +177,16 @@ public static partial class Samplers
             using var d = ToD(x, sigmas[i], denoised);
             if (sigmas[i + 1] == 0)
             {
-                x = Replace(x, x + d * (double)(sigmas[i + 1] - sigmas[i]));
+                x = Replace(x, Euler(x, d, sigmas[i + 1] - sigmas[i]));
             }
             else
             {
                 // midpoint in log sigma
                 float mid = LogMidpoint(sigmas[i], sigmas[i + 1]);
-                using var x2 = x + d * (double)(mid - sigmas[i]);
+                using var x2 = Euler(x, d, mid - sigmas[i]);
                 using var denoised2 = model(x2, mid);
                 using var d2 = ToD(x2, mid, denoised2);
-                x = Replace(x, x + d2 * (double)(sigmas[i + 1] - sigmas[i]));
+                x = Replace(x, Euler(x, d2, sigmas[i + 1] - sigmas[i]));
             }
             ctx.Step(i, n);
         }
@@ -187,15 +203,15 @@ public static partial class Samplers
             using var d = ToD(x, sigmas[i], denoised);
             if (down == 0)
             {
-                x = Replace(x, x + d * (double)(down - sigmas[i]));
+                x = Replace(x, Euler(x, d, down - sigmas[i]));
             }
             else
             {
                 float mid = LogMidpoint(sigmas[i], down);
-                using var x2 = x + d * (double)(mid - sigmas[i]);
+                using var x2 = Euler(x, d, mid - sigmas[i]);
                 using var denoised2 = model(x2, mid);
                 using var d2 = ToD(x2, mid, denoised2);
-                x = Replace(x, x + d2 * (double)(down - sigmas[i]));
+                x = Replace(x, Euler(x, d2, down - sigmas[i]));
             }
             AddNoise(x, sigmas[i + 1], up, noise);
             ctx.Step(i, n);
@@ -217,8 +233,8 @@ public static partial class Samplers
             int cur = Math.Min(i + 1, order);
             var update = torch.zeros_like(x);
             for (int j = 0; j < cur; j++)
-                update.add_(ds[ds.Count - 1 - j] * LmsCoefficient(cur, t, i, j));
-            x = Replace(x, x + update);
+                using (var term = ds[ds.Count - 1 - j].Mul(LmsCoefficient(cur, t, i, j))) update.AddInPlace(term);
+            x = Replace(x, x.Add(update));
             update.Dispose();
             ctx.Step(i, n);
         }
@@ -257,7 +273,7 @@ public static partial class Samplers
             if (down == 0)
             {
                 using var d = ToD(x, sigmas[i], denoised);
-                x = Replace(x, x + d * (double)(down - sigmas[i]));
+                x = Replace(x, Euler(x, d, down - sigmas[i]));
             }
             else
             {
@@ -266,9 +282,9 @@ public static partial class Samplers
                 float tNow = -MathF.Log(sigmas[i]), tNext = -MathF.Log(down);
                 float h = tNext - tNow, s = tNow + 0.5f * h;
                 float sigmaS = MathF.Exp(-s);
-                using var x2 = x * (double)(sigmaS / MathF.Exp(-tNow)) - denoised * double.ExpM1(-h * 0.5);
+                using var x2 = Combine(x, sigmaS / MathF.Exp(-tNow), denoised, double.ExpM1(-h * 0.5));
                 using var denoised2 = model(x2, sigmaS);
-                x = Replace(x, x * (double)(MathF.Exp(-tNext) / MathF.Exp(-tNow)) - denoised2 * double.ExpM1(-h));
+                x = Replace(x, Combine(x, MathF.Exp(-tNext) / MathF.Exp(-tNow), denoised2, double.ExpM1(-h)));
             }
             AddNoise(x, sigmas[i + 1], up, noise);
             ctx.Step(i, n);
@@ -290,14 +306,14 @@ public static partial class Samplers
             double expm1 = sigmas[i + 1] > 0 ? double.ExpM1(-h) : -1;
             if (oldDenoised is null || sigmas[i + 1] == 0)
             {
-                x = Replace(x, x * ratio - denoised * expm1);
+                x = Replace(x, Combine(x, ratio, denoised, expm1));
             }
             else
             {
                 double hLast = t - (-Math.Log(sigmas[i - 1]));
                 double r = hLast / h;
-                using var blended = denoised * (1 + 1 / (2 * r)) - oldDenoised * (1 / (2 * r));
-                x = Replace(x, x * ratio - blended * expm1);
+                using var blended = Combine(denoised, 1 + 1 / (2 * r), oldDenoised, 1 / (2 * r));
+                x = Replace(x, Combine(x, ratio, blended, expm1));
             }
             oldDenoised?.Dispose();
             oldDenoised = denoised;

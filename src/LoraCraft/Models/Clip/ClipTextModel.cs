@@ -45,7 +45,7 @@ public sealed class ClipMlp : Net
     public Tensor Forward(Tensor x)
     {
         using var h = _fc1.Forward(x);
-        using var a = _act == ClipActivation.QuickGelu ? h * torch.sigmoid(h * 1.702) : F.gelu(h);
+        using var a = _act == ClipActivation.QuickGelu ? h * torch.sigmoid(h.Mul(1.702)) : F.gelu(h);
         return _fc2.Forward(a);
     }
 }
@@ -67,8 +67,8 @@ public sealed class ClipEncoderLayer : Net
     public Tensor Forward(Tensor x, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var h = x + _attn.Forward(_norm1.Forward(x), mask);
-        var y = h + _mlp.Forward(_norm2.Forward(h));
+        var h = x.Add(_attn.Forward(_norm1.Forward(x), mask));
+        var y = h.Add(_mlp.Forward(_norm2.Forward(h)));
         return y.MoveToOuterDisposeScope();
     }
 }
@@ -122,10 +122,10 @@ public sealed class ClipTextModel : Net
         var wdt = DType;
         var dev = Device;
         ids = ids.to(dev);
-        using var positions = arange(n, ScalarType.Int64, dev);
-        var h = (_tokens.Forward(ids) + _positions.Forward(positions).unsqueeze(0)).to(wdt);
+        using var positions = TensorMath.Arange(n, ScalarType.Int64, dev);
+        var h = _tokens.Forward(ids).Add(_positions.Forward(positions).unsqueeze(0)).to(wdt);
         // causal mask: -inf above the diagonal (float mask is added to the attention scores)
-        var mask = torch.full(n, n, float.NegativeInfinity, dtype: wdt, device: dev).triu(1);
+        var mask = TensorMath.Full([n, n], float.NegativeInfinity, wdt, dev).triu(1);
         var hidden = new List<Tensor> { h };
         int layers = Math.Min(stopAfterLayers ?? Config.Layers, Config.Layers);
         for (int i = 0; i < layers; i++)
@@ -138,8 +138,8 @@ public sealed class ClipTextModel : Net
         if (layers == Config.Layers)
         {
             // first end token of each row (transformers: first position equal to eos_token_id)
-            var eosPos = (ids == Config.EosTokenId).to(ScalarType.Int32).argmax(1);
-            pooled = last[arange(ids.shape[0], device: dev), eosPos];
+            var eosPos = ids.EqualTo(Config.EosTokenId).to(ScalarType.Int32).argmax(1);
+            pooled = last[TensorMath.Arange(ids.shape[0], device: dev), eosPos];
             if (_projection is not null) textEmbeds = _projection.Forward(pooled);
         }
         var output = new ClipTextOutput(

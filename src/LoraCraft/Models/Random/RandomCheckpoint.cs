@@ -122,7 +122,7 @@ public static class RandomCheckpoint
         if (p.Fill == TensorFill.Ones) return ones(p.Shape, ScalarType.Float16);
         // the scope frees the float32 draw at once, not when the GC gets to it
         using var scope = NewDisposeScope();
-        var values = randn(p.Shape, generator: generator).mul_(p.Std).to_type(ScalarType.Float16);
+        var values = randn(p.Shape, generator: generator).MulInPlace(p.Std).to_type(ScalarType.Float16);
         return values.MoveToOuterDisposeScope();
     }
 }

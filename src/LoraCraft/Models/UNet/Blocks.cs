@@ -28,9 +28,9 @@ public sealed class ResBlock : Net
     {
         using var h1 = _inConv.Forward(F.silu(_inNorm.Forward(x)));
         using var e = _emb.Forward(F.silu(emb));
-        using var h2 = h1 + e.unsqueeze(-1).unsqueeze(-1);
+        using var h2 = h1.Add(e.unsqueeze(-1).unsqueeze(-1));
         using var h3 = _outConv.Forward(F.silu(_outNorm.Forward(h2)));
-        return _skip is null ? x + h3 : _skip.Forward(x).add_(h3);
+        return _skip is null ? x.Add(h3) : _skip.Forward(x).AddInPlace(h3);
     }
 }
 
@@ -113,9 +113,9 @@ public sealed class BasicTransformerBlock : Net
 
     public Tensor Forward(Tensor x, Tensor context)
     {
-        using (var n = _norm1.Forward(x)) using (var a = _attn1.Forward(n)) x = x + a;
-        using (var n = _norm2.Forward(x)) using (var a = _attn2.Forward(n, context)) x.add_(a);
-        using (var n = _norm3.Forward(x)) using (var f = _ff.Forward(n)) x.add_(f);
+        using (var n = _norm1.Forward(x)) using (var a = _attn1.Forward(n)) x = x.Add(a);
+        using (var n = _norm2.Forward(x)) using (var a = _attn2.Forward(n, context)) x.AddInPlace(a);
+        using (var n = _norm3.Forward(x)) using (var f = _ff.Forward(n)) x.AddInPlace(f);
         return x;
     }
 }
@@ -164,13 +164,13 @@ public sealed class SpatialTransformer : Net
         {
             using var projected = ((Linear)_projOut).Forward(tokens);
             using var image = projected.reshape(b, h, w, c).permute(0, 3, 1, 2);
-            result = image + x;
+            result = image.Add(x);
         }
         else
         {
             using var image = tokens.reshape(b, h, w, c).permute(0, 3, 1, 2);
             using var projected = ((Conv2d)_projOut).Forward(image);
-            result = projected + x;
+            result = projected.Add(x);
         }
         tokens.Dispose();
         return result;

@@ -102,7 +102,7 @@ public sealed class UNetModel : Net
         if (_label1 is not null)
         {
             if (y is null) throw new ArgumentException("this UNet needs the SDXL `y` vector (pooled text + time ids)");
-            emb = emb + _label2!.Forward(F.silu(_label1.Forward(y.to(wdt, dev))));
+            emb = emb.Add(_label2!.Forward(F.silu(_label1.Forward(y.to(wdt, dev)))));
         }
         context = context.to(wdt, dev);
         var h = x.to(wdt, dev);
@@ -154,7 +154,7 @@ public sealed class UNetModel : Net
     {
         int half = dim / 2;
         using var scope = NewDisposeScope();
-        var freqs = exp(arange(half, ScalarType.Float32) * -Math.Log(maxPeriod) / half); // LDM's exact order of operations
+        var freqs = exp(TensorMath.Arange(half, ScalarType.Float32).Mul(-Math.Log(maxPeriod)).Div(half)); // LDM's exact order of operations
         var args = timesteps.to(ScalarType.Float32).unsqueeze(1) * freqs.unsqueeze(0);
         var emb = cat([cos(args), sin(args)], 1);
         if (dim % 2 == 1) emb = cat([emb, zeros(emb.shape[0], 1)], 1);

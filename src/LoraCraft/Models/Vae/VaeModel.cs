@@ -39,9 +39,9 @@ public sealed class VaeResnetBlock : Net
             h.Dispose();
             h = _conv2.Forward(Activations.SiluInPlace(n));
         }
-        if (_shortcut is null) return h.add_(x);
+        if (_shortcut is null) return h.AddInPlace(x);
         using var skip = _shortcut.Forward(x);
-        return h.add_(skip);
+        return h.AddInPlace(skip);
     }
 }
 
@@ -68,7 +68,7 @@ public sealed class VaeAttentionBlock : Net
         Tensor Tokens(Tensor t) => t.reshape(b, 1, c, h * w).transpose(2, 3);
         var a = F.scaled_dot_product_attention(Tokens(_q.Forward(n)), Tokens(_k.Forward(n)), Tokens(_v.Forward(n)));
         var image = a.transpose(2, 3).reshape(b, c, h, w);
-        return (x + _proj.Forward(image)).MoveToOuterDisposeScope();
+        return x.Add(_proj.Forward(image)).MoveToOuterDisposeScope();
     }
 }
 
@@ -234,7 +234,7 @@ public sealed class VaeModel : Net
         using var scope = NewDisposeScope();
         var moments = _quant.Forward(_encoder.Forward(image.to(DType, Device))).to(ScalarType.Float32, image.device).contiguous();
         var parts = moments.chunk(2, 1);
-        var logvar = parts[1].clamp(-30.0, 20.0);
+        var logvar = parts[1].Clamp(-30.0, 20.0);
         return (parts[0].MoveToOuterDisposeScope(), logvar.MoveToOuterDisposeScope());
     }
 

@@ -60,8 +60,8 @@ public static class VaeTiling
                 long py = y * scaleUp / outScale, px = x * scaleUp / outScale, ph = part.shape[2], pw = part.shape[3];
                 int ramp = overlap * scaleUp / outScale;
                 var mask = Ramp(ph, ramp, y > 0, y + th < h).unsqueeze(1) * Ramp(pw, ramp, x > 0, x + tw < w).unsqueeze(0);
-                sum[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].add_(part * mask);
-                weight[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].add_(mask);
+                sum[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].AddInPlace(part * mask);
+                weight[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].AddInPlace(mask);
             }
         return (sum / weight).MoveToOuterDisposeScope();
     }
