@@ -14,13 +14,13 @@ public static class CommandHelp
               --tokenizer DIR         CLIP vocab.json + merges.txt (else config, HF cache)
               --prompt TEXT           with <lora:NAME:W> / <lora:NAME:TE:UNET> tags
               --negative TEXT
-              --seed N                random when omitted (printed); image i of a batch: N + i
+              --seed N                0 ... 2^64-1; -1 or omitted: random (printed); image i of a batch: N + i
               --steps N (20)  --cfg F (7)
               --sampler NAME          euler_ancestral (default), euler, heun, dpm_2, dpm_2_ancestral,
                                       lms, dpmpp_2s_ancestral, dpmpp_2m, ddim, uni_pc, uni_pc_bh2,
                                       or A1111 names: "Euler a", "DPM++ 2M Karras", ...
               --scheduler NAME        normal, karras, exponential, sgm_uniform, simple, ddim_uniform
-              --width W --height H    multiples of 8 (512; SDXL 1024; SD2-v 768)
+              --width W --height H    multiples of 8 up to 16384 (512; SDXL 1024; SD2-v 768; img2img: the image's)
               --clip-skip N (1)
               --init-image PNG --denoise F (0.75)          img2img
               --mask PNG              inpainting, white = repaint
@@ -32,6 +32,7 @@ public static class CommandHelp
               --from-png FILE         rerun the parameters stored in a PNG
               --prediction eps|v      override (SD2-768 single files)
               --dtype fp32|bf16|auto  --threads N  --device cpu|cuda|auto  --vae-tiling auto|on|off
+              --memory-limit SIZE     e.g. 8G: refuse (or tile) what would need more memory than that
               --quiet                 no progress bar
             """,
         "bench" => """

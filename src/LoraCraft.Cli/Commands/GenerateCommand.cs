@@ -20,6 +20,7 @@ public static class GenerateCommand
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
         "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling", "device",
+        "memory-limit",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
@@ -87,6 +88,8 @@ public static class GenerateCommand
                 throw new UserErrorException("--inpaint-crop needs --init-image and --mask");
             if (a.Get("save-latent") is not null) throw new UserErrorException("--save-latent is not available with --inpaint-crop");
             var initTensor = ImageFiles.LoadRgb(image);
+            var (cmw, cmh) = ImageFiles.Size(cropMask);
+            if (ImageSizing.ResizeNote("mask", cmw, cmh, (int)initTensor.shape[3], (int)initTensor.shape[2]) is { } maskNote) stderr.WriteLine("note: " + maskNote);
             request = request with
             {
                 InitImage = initTensor,
@@ -104,11 +107,25 @@ public static class GenerateCommand
         else
         {
             if (a.Get("init-image") is { } init)
+            {
+                var (iw, ih) = ImageFiles.Size(init);
+                if (ImageSizing.ResizeNote("init image", iw, ih, request.Width, request.Height) is { } note) stderr.WriteLine("note: " + note);
                 request = request with { InitImage = ImageFiles.LoadRgb(init, request.Width, request.Height) };
+            }
             if (a.Get("mask") is { } mask)
+            {
+                var (mw, mh) = ImageFiles.Size(mask);
+                if (ImageSizing.ResizeNote("mask", mw, mh, request.Width, request.Height) is { } note) stderr.WriteLine("note: " + note);
                 request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
+            }
             request.Validate();
         }
+        // a size that cannot fit in memory is refused (or tiled) before minutes of work
+        var need = MemoryEstimate.For(model, request.Width, request.Height, request.Cfg != 1);
+        var (tiling, tilingNote) = need.Fit(request.VaeTiling, Models.Vae.VaeTiling.ShouldTile(Models.Vae.VaeTilingMode.Auto, request.Height / 8, request.Width / 8),
+                                            AvailableMemory(a), request.Width, request.Height);
+        if (tilingNote is not null) stderr.WriteLine("note: " + tilingNote);
+        request = request with { VaeTiling = tiling };
 
         // LoRAs: tags in the prompts (removed before encoding) and --lora options
         var (prompt, promptTags) = LoraTags.Extract(request.Prompt);
@@ -134,7 +151,7 @@ public static class GenerateCommand
         string? modelHash = File.Exists(modelPath) ? FileHashes.Default.ModelHash(modelPath) : null;
         for (int i = 0; i < batch; i++)
         {
-            var job = request with { Seed = request.Seed + i, Prompt = prompt, Negative = negative };
+            var job = request with { Seed = Seeds.ForImage(request.Seed, i), Prompt = prompt, Negative = negative };
             string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
             var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
             var sampler = new SamplerContext(progress, cancel);
@@ -158,22 +175,16 @@ public static class GenerateCommand
     static void CheckBeforeLoading(Args a)
     {
         foreach (var dim in new[] { "width", "height" })
-            if (a.Get(dim) is not null && a.GetInt(dim, 0) is var v && (v <= 0 || v % 8 != 0))
-                throw new UserErrorException($"--{dim} must be a positive multiple of 8, got {v}");
+            if (a.Get(dim) is not null && a.GetInt(dim, 0) is var v && (v <= 0 || v % 8 != 0 || v > MemoryEstimate.MaxSide))
+                throw new UserErrorException(v > MemoryEstimate.MaxSide ? $"--{dim} must be at most {MemoryEstimate.MaxSide}, got {v}" : $"--{dim} must be a positive multiple of 8, got {v}");
+        if (a.Get("seed") is { } seed) Seeds.Parse(seed);
+        AvailableMemory(a);
         if (a.Get("steps") is not null && a.GetInt("steps", 0) < 1) throw new UserErrorException($"--steps must be 1 or more, got {a.Get("steps")}");
         if (a.Get("cfg") is not null && a.GetDouble("cfg", 0) < 0) throw new UserErrorException($"--cfg must be 0 or more, got {a.Get("cfg")}");
         if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
             throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
         if (a.Get("sampler") is not null || a.Get("scheduler") is not null) SamplerNames.Resolve(a.Get("sampler") ?? "euler_ancestral", a.Get("scheduler"));
-        if (a.Get("mask") is { } mask)
-        {
-            if (a.Get("init-image") is not { } init) throw new UserErrorException("--mask needs --init-image");
-            var (mw, mh) = ImageFiles.Size(mask);
-            var (iw, ih) = ImageFiles.Size(init);
-            // a mask of another shape is almost always the wrong file; same aspect ratio is resized
-            if ((long)mw * ih != (long)iw * mh)
-                throw new UserErrorException($"mask {mask} is {mw}x{mh} but the init image is {iw}x{ih}: their aspect ratios differ");
-        }
+        if (a.Get("mask") is not null && a.Get("init-image") is null) throw new UserErrorException("--mask needs --init-image");
         foreach (var file in new[] { "init-image", "mask", "from-png" })
             if (a.Get(file) is { } path && !File.Exists(path)) throw new FileNotFoundException($"--{file}: file not found: {path}", path);
     }
@@ -182,8 +193,9 @@ public static class GenerateCommand
     {
         if (a.Get("prompt") is { } prompt) r = r with { Prompt = prompt };
         if (a.Get("negative") is { } negative) r = r with { Negative = negative };
-        if (a.GetLong("seed") is { } seed) r = r with { Seed = seed };
-        else if (!fromPng) r = r with { Seed = Random.Shared.NextInt64(0, uint.MaxValue) };
+        // -1 (or no --seed) draws one; the seed used is printed and recorded
+        if (a.Get("seed") is { } seed) r = r with { Seed = Seeds.Parse(seed) };
+        else if (!fromPng) r = r with { Seed = Seeds.Random() };
         if (a.Get("steps") is not null) r = r with { Steps = a.GetInt("steps", r.Steps) };
         if (a.Get("cfg") is not null) r = r with { Cfg = a.GetDouble("cfg", r.Cfg) };
         // "Euler a", "DPM++ 2M Karras", "dpmpp_2m" ...; --scheduler overrides the name's schedule
@@ -194,13 +206,33 @@ public static class GenerateCommand
         }
         int size = model.Family.DefaultSize();
         if (model.Family == ModelFamily.Sd2 && model.Prediction == Prediction.Epsilon) size = 512;
-        if (!fromPng) r = r with { Width = size, Height = size };
-        if (a.Get("width") is not null) r = r with { Width = a.GetInt("width", r.Width) };
-        if (a.Get("height") is not null) r = r with { Height = a.GetInt("height", r.Height) };
+        int? width = a.Get("width") is null ? null : a.GetInt("width", 0), height = a.Get("height") is null ? null : a.GetInt("height", 0);
+        if (a.Get("init-image") is { } init && !a.Flag("inpaint-crop") && !fromPng)
+        {
+            // img2img takes the image's size unless told otherwise
+            var (iw, ih) = ImageFiles.Size(init);
+            (width, height) = ImageSizing.WorkingSize(iw, ih, width, height);
+        }
+        else if (!fromPng) r = r with { Width = size, Height = size };
+        if (width is not null) r = r with { Width = width.Value };
+        if (height is not null) r = r with { Height = height.Value };
         if (a.Get("clip-skip") is not null) r = r with { ClipSkip = a.GetInt("clip-skip", r.ClipSkip) };
         if (a.Get("denoise") is not null) r = r with { Denoise = a.GetDouble("denoise", r.Denoise) };
         else if (!fromPng && a.Get("init-image") is not null && a.Get("mask") is null) r = r with { Denoise = 0.75 };
         return r with { VaeTiling = Models.Vae.VaeTiling.Parse(a.Get("vae-tiling")) };
+    }
+
+    /// <summary>What the machine has free, or less when --memory-limit (e.g. 8G, 512M) says so.</summary>
+    static long AvailableMemory(Args a)
+    {
+        long available = Runtime.SystemMemory.AvailableBytes();
+        if (a.Get("memory-limit") is not { } text) return available;
+        string t = text.Trim().ToUpperInvariant().TrimEnd('B');
+        double unit = t.EndsWith('K') ? 1e3 : t.EndsWith('M') ? 1e6 : t.EndsWith('G') ? 1e9 : t.EndsWith('T') ? 1e12 : 1;
+        if (unit > 1) t = t[..^1];
+        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || v <= 0)
+            throw new UserErrorException($"--memory-limit must be a size such as 8G or 512M, got '{text}'");
+        return Math.Min(available, (long)(v * unit));
     }
 
     /// <summary>out.png -> out-2.png for the i-th image of a batch.</summary>

@@ -65,6 +65,8 @@ public sealed record CropAndStitchResult(Tensor Image, CropBox Box, int WorkingW
 /// </summary>
 public static class CropAndStitch
 {
+    public const string EmptyMask = "the mask is empty (all black): nothing to inpaint; paint the area to repaint in white";
+
     /// <summary>
     /// Crop, inpaint with <paramref name="inpaint"/> (crop [1,3,h,w] in [0,1], feathered mask [1,1,h,w]
     /// -> result [1,3,h,w]; h, w the working size), stitch. Image [1,3,H,W] in [0,1]; mask [1,1,H,W], 1 = repaint.
@@ -84,7 +86,7 @@ public static class CropAndStitch
 
         using var noGrad = torch.no_grad();
         using var scope = NewDisposeScope();
-        var bounds = MaskBounds(mask) ?? throw new UserErrorException("mask is empty: nothing to inpaint");
+        var bounds = MaskBounds(mask) ?? throw new UserErrorException(EmptyMask);
         var (box, ww, wh) = Plan(width, height, bounds, options);
 
         var source = image.to(ScalarType.Float32);

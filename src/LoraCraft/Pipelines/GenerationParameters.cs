@@ -105,7 +105,7 @@ public sealed record GenerationParameters
             r = r with { Sampler = name, Scheduler = schedule };
         }
         if (Get("CFG scale") is { } cfg) r = r with { Cfg = Double("CFG scale", cfg) };
-        if (Get("Seed") is { } seed) r = r with { Seed = long.TryParse(seed, CultureInfo.InvariantCulture, out var v) ? v : throw Bad("Seed", seed) };
+        if (Get("Seed") is { } seed) r = r with { Seed = ulong.TryParse(seed, CultureInfo.InvariantCulture, out var v) ? v : throw Bad("Seed", seed) };
         if (Get("Size") is { } size)
         {
             var parts = size.Split('x');

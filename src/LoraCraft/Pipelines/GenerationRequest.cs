@@ -7,7 +7,7 @@ public sealed record GenerationRequest
 {
     public string Prompt { get; init; } = "";
     public string Negative { get; init; } = "";
-    public long Seed { get; init; }
+    public ulong Seed { get; init; }
     public int Steps { get; init; } = 20;
     public double Cfg { get; init; } = 7;
     public string Sampler { get; init; } = "euler_ancestral";
@@ -28,6 +28,8 @@ public sealed record GenerationRequest
     {
         if (Width <= 0 || Height <= 0 || Width % 8 != 0 || Height % 8 != 0)
             throw new UserErrorException($"width and height must be positive multiples of 8, got {Width}x{Height}");
+        if (Width > MemoryEstimate.MaxSide || Height > MemoryEstimate.MaxSide)
+            throw new UserErrorException($"width and height must be at most {MemoryEstimate.MaxSide}, got {Width}x{Height}");
         if (Steps < 1) throw new UserErrorException($"steps must be 1 or more, got {Steps}");
         if (Cfg < 0 || double.IsNaN(Cfg)) throw new UserErrorException($"cfg must be 0 or more, got {Cfg}");
         if (Denoise is <= 0 or > 1) throw new UserErrorException($"denoise must be in (0, 1], got {Denoise}");

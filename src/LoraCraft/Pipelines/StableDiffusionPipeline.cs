@@ -17,6 +17,8 @@ public static class StableDiffusionPipeline
     public static GenerationResult Generate(StableDiffusionModel model, GenerationRequest request, SamplerContext? ctx = null)
     {
         request.Validate();
+        if (request.Mask is not null && CropAndStitch.MaskBounds(request.Mask) is null)
+            throw new UserErrorException(CropAndStitch.EmptyMask);
         ctx ??= new SamplerContext();
         using var noGrad = torch.no_grad();
         using var scope = NewDisposeScope();
@@ -39,9 +41,9 @@ public static class StableDiffusionPipeline
             else latentMask = F.interpolate(request.Mask.to(ScalarType.Float32), size: [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
         }
 
-        using var noiseGen = new torch.Generator((ulong)request.Seed);
+        using var noiseGen = new torch.Generator(request.Seed);
         var noise = randn(latentShape, generator: noiseGen);
-        using var ancestralGen = new torch.Generator((ulong)(request.Seed + 1));
+        using var ancestralGen = new torch.Generator(unchecked(request.Seed + 1));
         NoiseSource ancestral = () => randn(latentShape, generator: ancestralGen);
 
         float sigma0 = sigmas[0];

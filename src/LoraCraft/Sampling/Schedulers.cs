@@ -8,6 +8,9 @@ public static class Schedulers
 {
     public static readonly string[] Names = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"];
 
+    /// <summary>The longest schedule computed for a denoise below 1 (steps / denoise, capped).</summary>
+    public const int MaxDenoiseSchedule = 1_000_000;
+
     public static float[] Compute(string name, NoiseSchedule s, int steps) => name switch
     {
         "normal" => Normal(s, steps, sgm: false),
@@ -27,7 +30,8 @@ public static class Schedulers
         if (steps < 1) throw new UserErrorException($"steps must be 1 or more, got {steps}");
         if (denoise is <= 0 or > 1) throw new UserErrorException($"denoise must be in (0, 1], got {denoise}");
         if (denoise >= 1) return Compute(name, s, steps);
-        int total = (int)(steps / denoise);
+        // a tiny denoise (1e-9) would ask for billions of sigmas; beyond a million the kept tail no longer changes
+        int total = (int)Math.Min(steps / denoise, MaxDenoiseSchedule);
         var all = Compute(name, s, total);
         return all[^(steps + 1)..];
     }

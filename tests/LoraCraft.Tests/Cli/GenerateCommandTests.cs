@@ -232,7 +232,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
         { ["--scheduler", "sideways"], "unknown schedule" },
         { ["--denoise", "1.5"], "denoise" },
         { ["--mask", "MASK"], "--mask needs --init-image" },
-        { ["--init-image", "INIT", "--mask", "WIDE_MASK"], "aspect ratios differ" },
+        { ["--seed", "-5"], "seed must be -1 (random) or 0 to 18446744073709551615" },
+        { ["--seed", "18446744073709551616"], "seed must be an integer" },
+        { ["--width", "16392"], "at most 16384" },
+        { ["--memory-limit", "lots"], "--memory-limit" },
         { ["--bogus"], "unknown option" },
     };
 
@@ -241,12 +244,10 @@ public class GenerateCommandTests(ITestOutputHelper output)
     {
         if (Fixture.Instance is not { } f) { throw new SkipException(Fixture.MissingMessage); }
         using var dir = new TempDir();
-        ImageFiles.SavePng(dir.File("wide.png"), torch.zeros(1, 3, 8, 16));
         var resolved = extra.Select(x => x switch
         {
             "MASK" => Path.Combine(f.Root, "images", "mask.png"),
             "INIT" => Path.Combine(f.Root, "images", "init.png"),
-            "WIDE_MASK" => dir.File("wide.png"),
             _ => x,
         });
         var r = Run([.. ModelArgs(f), "--prompt", "x", "--out", dir.File("o.png"), .. resolved]);
@@ -265,5 +266,73 @@ public class GenerateCommandTests(ITestOutputHelper output)
         Assert.Equal(2, r.Code);
         Assert.Contains("not found", r.Err);
         Assert.Empty(Directory.GetFiles(dir.Path));
+    }
+
+    static string RecordedSeed(string png) => GenerationParameters.Parse(ImageFiles.ReadTextChunks(png)[ImageFiles.ParametersKey]).Get("Seed")!;
+
+    [SkippableFact]
+    public void SeedMinusOneDrawsARandomSeedThatIsPrintedAndRecorded()
+    {
+        var f = Fixture.Require();
+        using var dir = new TempDir();
+        var seeds = new List<string>();
+        foreach (var name in new[] { "a.png", "b.png" })
+        {
+            var r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--width", "64", "--height", "64", "--seed", "-1", "--out", dir.File(name), "--quiet"]);
+            Assert.Equal(0, r.Code);
+            string recorded = RecordedSeed(dir.File(name));
+            Assert.Contains($"(seed {recorded})", r.Out);
+            Assert.True(ulong.Parse(recorded) < uint.MaxValue, $"recorded seed {recorded}");
+            seeds.Add(recorded);
+        }
+        Assert.NotEqual(seeds[0], seeds[1]);
+    }
+
+    [SkippableFact]
+    public void SeedsUpTo2To64Minus1AreValidAndABatchWrapsAround()
+    {
+        var f = Fixture.Require();
+        using var dir = new TempDir();
+        var r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--width", "64", "--height", "64", "--seed", ulong.MaxValue.ToString(),
+                     "--batch-count", "2", "--out", dir.File("o.png"), "--quiet"]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal(ulong.MaxValue.ToString(), RecordedSeed(dir.File("o-1.png")));
+        Assert.Equal("0", RecordedSeed(dir.File("o-2.png")));
+    }
+
+    [SkippableFact]
+    public void Img2ImgTakesTheImageSizeAndResizesWhenTold()
+    {
+        var f = Fixture.Require();
+        using var dir = new TempDir();
+        using (var odd = torch.rand(1, 3, 76, 100)) ImageFiles.SavePng(dir.File("odd.png"), odd);
+        using (var mask = torch.ones(1, 1, 30, 30)) ImageFiles.SavePng(dir.File("mask.png"), mask.expand(1, 3, 30, 30));
+        var r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--init-image", dir.File("odd.png"), "--out", dir.File("a.png"), "--quiet"]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal((96, 72), ImageFiles.Size(dir.File("a.png")));
+        Assert.Contains("init image 100x76 resized to 96x72 (rounded down to multiples of 8)", r.Err);
+        r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--init-image", dir.File("odd.png"), "--width", "64", "--height", "64",
+                 "--mask", dir.File("mask.png"), "--out", dir.File("b.png"), "--quiet"]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal((64, 64), ImageFiles.Size(dir.File("b.png")));
+        Assert.Contains("init image 100x76 resized to 64x64 (A1111's \"just resize\"; its aspect ratio changes)", r.Err);
+        Assert.Contains("mask 30x30 resized to 64x64", r.Err);
+        r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--init-image", dir.File("odd.png"), "--width", "48", "--out", dir.File("c.png"), "--quiet"]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal((48, 40), ImageFiles.Size(dir.File("c.png"))); // 76 * 48 / 100 = 36.5 -> 40
+    }
+
+    [SkippableFact]
+    public void ASizeThatCannotFitIsRefusedOrTiledBeforeAnyWork()
+    {
+        var f = Fixture.Require();
+        using var dir = new TempDir();
+        var r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--width", "512", "--height", "512", "--memory-limit", "100M", "--out", dir.File("a.png")]);
+        Assert.Equal(2, r.Code);
+        Assert.Matches(@"error: 512x512 needs about 0\.\d GB of memory beyond the model, 0\.1 GB is available", r.Err);
+        Assert.Empty(Directory.GetFiles(dir.Path));
+        r = Run([.. ModelArgs(f), "--prompt", "x", "--steps", "1", "--width", "768", "--height", "768", "--memory-limit", "500M", "--out", dir.File("b.png"), "--quiet"]);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("note: VAE tiling turned on: decoding 768x768 whole needs about 0.6 GB, 0.5 GB is available", r.Err);
     }
 }

@@ -35,7 +35,7 @@ public class PipelineCases(ITestOutputHelper output)
         {
             Prompt = c.GetProperty("prompt").GetString()!,
             Negative = c.GetProperty("negative").GetString()!,
-            Seed = c.GetProperty("seed").GetInt64(),
+            Seed = c.GetProperty("seed").GetUInt64(),
             Steps = c.GetProperty("steps").GetInt32(),
             Cfg = c.GetProperty("cfg").GetDouble(),
             Sampler = c.GetProperty("sampler").GetString()!,

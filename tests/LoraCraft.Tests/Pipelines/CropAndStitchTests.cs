@@ -228,7 +228,7 @@ public class CropAndStitchTests(ITestOutputHelper output)
         using var scope = NewDisposeScope();
         var e = Assert.Throws<UserErrorException>(() =>
             CropAndStitch.Inpaint(RandomImage(64, 48, 1), zeros(1, 1, 48, 64), (i, _) => i));
-        Assert.Equal("mask is empty: nothing to inpaint", e.Message);
+        Assert.Equal(CropAndStitch.EmptyMask, e.Message);
     }
 
     [SkippableFact]

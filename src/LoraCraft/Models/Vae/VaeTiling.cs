@@ -37,28 +37,32 @@ public static class VaeTiling
 
     /// <summary>Image [1,3,H,W] in [-1,1] -> latent mean [1,C,H/8,W/8], tile by tile (image tiles of 8 * tile).</summary>
     public static Tensor EncodeMean(VaeModel vae, Tensor image, int tile = Tile, int overlap = Overlap) =>
-        Blend(image, tile * 8, overlap * 8, 1, vae.Config.LatentChannels, t => vae.Encode(t).Mean, outScale: 8);
+        Blend(image, tile, overlap, 1, vae.Config.LatentChannels, t => vae.Encode(t).Mean, outScale: 8);
 
     /// <summary>
     /// Runs <paramref name="f"/> on overlapping tiles of <paramref name="input"/> and blends the
-    /// outputs. Output size = input size * scaleUp / outScale.
+    /// outputs. Output size = input size * scaleUp / outScale. Tiles are laid out on the coarser
+    /// grid (the latent's: <paramref name="outScale"/> input pixels per cell when encoding), so every
+    /// tile edge falls on a latent cell whatever the image size (a 72 px side is 9 cells).
     /// </summary>
     internal static Tensor Blend(Tensor input, int tile, int overlap, int scaleUp, int outChannels, Func<Tensor, Tensor> f, int outScale = 1)
     {
         using var scope = NewDisposeScope();
         long h = input.shape[2], w = input.shape[3];
+        if (h % outScale != 0 || w % outScale != 0)
+            throw new ArgumentException($"tiled input {w}x{h} is not a multiple of {outScale}");
         long oh = h * scaleUp / outScale, ow = w * scaleUp / outScale;
         var sum = zeros(input.shape[0], outChannels, oh, ow);
         var weight = zeros(1, 1, oh, ow);
-        var (rows, th) = Layout(h, tile, overlap);
-        var (cols, tw) = Layout(w, tile, overlap);
+        var (rows, th) = Scaled(Layout(h / outScale, tile, overlap), outScale);
+        var (cols, tw) = Scaled(Layout(w / outScale, tile, overlap), outScale);
         foreach (var y in rows)
             foreach (var x in cols)
             {
                 using var inner = NewDisposeScope();
                 var part = f(input[.., .., (int)y..(int)(y + th), (int)x..(int)(x + tw)]).to(ScalarType.Float32);
                 long py = y * scaleUp / outScale, px = x * scaleUp / outScale, ph = part.shape[2], pw = part.shape[3];
-                int ramp = overlap * scaleUp / outScale;
+                int ramp = overlap * scaleUp;
                 var mask = Ramp(ph, ramp, y > 0, y + th < h).unsqueeze(1) * Ramp(pw, ramp, x > 0, x + tw < w).unsqueeze(0);
                 sum[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].AddInPlace(part * mask);
                 weight[.., .., (int)py..(int)(py + ph), (int)px..(int)(px + pw)].AddInPlace(mask);
@@ -79,6 +83,9 @@ public static class VaeTiling
         for (long i = 0; i < count; i++) starts[i] = Math.Min(i * (size - overlap), n - size);
         return (starts, size);
     }
+
+    static (long[] Starts, long Size) Scaled((long[] Starts, long Size) layout, int unit) =>
+        (layout.Starts.Select(s => s * unit).ToArray(), layout.Size * unit);
 
     /// <summary>Weights rising linearly over the overlap at edges shared with a neighbour tile.</summary>
     static Tensor Ramp(long n, int ramp, bool fadeIn, bool fadeOut)
