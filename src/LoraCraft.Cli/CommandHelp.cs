@@ -60,7 +60,7 @@ public static class CommandHelp
 
               --dir DIR            the LoRA folder (./models/Lora)
               URL_OR_ID            civitai:VERSION_ID, a Civitai page (civitai.com/models/ID[?modelVersionId=V]),
-                                   hf:OWNER/REPO[/FILE], a Hugging Face repo or resolve URL, or an https
+                                   hf:OWNER/REPO[/FILE][@REV], a Hugging Face repo or resolve URL, or an https
                                    URL to a .safetensors; pickles (.ckpt/.pt/.bin) are refused
               --name NAME          save as NAME.safetensors (default: the site's file name)
               --force              get: replace a different file of that name; fetch-info: look up

@@ -31,8 +31,9 @@ namespace LoraCraft.Cli
               lora info FILE|NAME [--dir DIR] [--json] all of the above plus metadata and top training tags
               lora check FILE|NAME --model PATH [--config DIR] [--tokenizer DIR] [--json]
                                                        which LoRA keys map onto the model, per component
-              lora get URL_OR_ID [--dir DIR] [--name NAME] download a LoRA from Civitai / Hugging Face / a URL,
-                                                       with its trigger words and preview (see lora --help)
+              lora get URL_OR_ID [--dir DIR] [--name NAME]
+                                                       download a LoRA from Civitai, Hugging Face or a URL,
+                                                       with its trigger words and preview (lora --help)
               lora fetch-info [--dir DIR]              look up the folder's LoRAs on Civitai by hash
               lora search QUERY [--base sd1|sdxl] [--source civitai|hf]
                                                        LoRAs on Civitai and Hugging Face, with ids for get

@@ -40,18 +40,18 @@ public static class LoraSearchCommand
         var hits = new List<LoraSearchHit>();
         using (var client = new HubClient(HubArgs.Build(a, sites.Length == 1 ? sites[0] : null)))
         {
-            UserErrorException? firstError = null;
+            var failures = new List<string>();
             foreach (var site in sites)
             {
                 try { hits.AddRange(HubArgs.Cancellable(ct => client.SearchAsync(query, site, family, limit, ct))); }
                 catch (UserErrorException e) when (sites.Length > 1)
                 {
                     // one site down still leaves the other's results
-                    firstError ??= e;
-                    stderr.WriteLine($"warning: {site.Id()} search failed: {e.Message}");
+                    failures.Add($"{site.Id()} search failed: {e.Message}");
                 }
             }
-            if (firstError is not null && hits.Count == 0) throw firstError;
+            if (failures.Count == sites.Length) throw new UserErrorException(string.Join("; ", failures));
+            foreach (var failure in failures) stderr.WriteLine("warning: " + failure);
         }
 
         if (a.Flag("json"))

@@ -9,7 +9,9 @@ namespace LoraCraft.Lora.Hub;
 /// Getting LoRAs from Civitai, Hugging Face or a URL into a LoRA folder, with the sidecars that
 /// LoRA cards show; looking up files already there by hash; searching the sites. Plain data in
 /// and out, progress as bytes, cancellable: the CLI and the server's jobs call the same methods.
-/// One instance holds one HTTP connection pool; dispose it when done.
+/// One instance holds one HTTP connection pool and no other state: it may serve several jobs at
+/// once (two downloads of the same file into one folder are not: the second waits on the first's
+/// partial file and fails). Dispose it when done.
 /// </summary>
 public sealed class HubClient : IDisposable
 {
@@ -47,17 +49,19 @@ public sealed class HubClient : IDisposable
                                              IProgress<DownloadProgress>? progress = null, CancellationToken ct = default)
     {
         if (name is not null) CheckName(name);
+        var warnings = new List<string>();
         var plan = reference switch
         {
             CivitaiReference c => await PlanCivitai(c, ct),
-            HuggingFaceReference h => await PlanHuggingFace(h, ct),
+            HuggingFaceReference h => await PlanHuggingFace(h, warnings, ct),
             UrlReference u => PlanUrl(u),
             _ => throw new ArgumentOutOfRangeException(nameof(reference)),
         };
+        if ((plan.Civitai?.BaseModel ?? plan.Repo?.BaseModel) is { } baseModel && BaseModels.FromCivitai(baseModel) is null && BaseModels.FromHuggingFace(baseModel) is null)
+            warnings.Add($"its base model is {baseModel}: LoraCraft runs LoRAs for SD 1.x, SD 2.x and SDXL");
         string stem = name is not null ? StripExtension(name) : SafeStem(plan.FileName);
         Directory.CreateDirectory(dir);
         string final = Path.Combine(dir, stem + ".safetensors");
-        var warnings = new List<string>();
 
         bool present = false;
         string sha;
@@ -147,42 +151,53 @@ public sealed class HubClient : IDisposable
             new Uri(Options.CivitaiBase, $"models/{version.ModelId}?modelVersionId={versionId}"));
     }
 
-    async Task<Plan> PlanHuggingFace(HuggingFaceReference reference, CancellationToken ct)
+    async Task<Plan> PlanHuggingFace(HuggingFaceReference reference, List<string> warnings, CancellationToken ct)
     {
-        var repo = await _hf.GetRepoAsync(reference.Repo, reference.Revision, ct);
-        string where = "hf:" + reference.Repo;
-        var safetensors = repo.Files.Where(f => f.Path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)).ToList();
-        HuggingFaceFile file;
-        if (reference.File is { } wanted)
+        string where = "hf:" + reference.Repo + (reference.File is { } named ? "/" + named : "");
+        if (reference.File is { } given) DownloadedFileCheck.RefuseByName(given, where);
+        HuggingFaceRepo? repo;
+        try { repo = await _hf.GetRepoAsync(reference.Repo, reference.Revision, ct); }
+        catch (HubException e) when (reference.File is not null)
         {
-            where += "/" + wanted;
-            DownloadedFileCheck.RefuseByName(wanted, where);
-            file = repo.Files.FirstOrDefault(f => f.Path == wanted)
-                   ?? throw new HubException($"{where} has no file '{wanted}'" + (safetensors.Count > 0 ? $" (its .safetensors files: {List(safetensors)})" : ""));
+            // a mirror without the repo API still serves the file: take its size and hash from the file's headers
+            warnings.Add($"no model card ({e.Message}): no activation text or preview");
+            repo = null;
         }
-        else
+        var file = repo is null ? new HuggingFaceFile(reference.File!, null, null) : ChooseFile(repo, reference, where);
+        if (reference.File is null) where += "/" + file.Path;
+        string revision = repo?.Commit ?? reference.Revision;
+        string repoId = repo?.Id ?? reference.Repo;
+        if (file.Sha256 is null)
         {
-            file = safetensors.Count switch
-            {
-                1 => safetensors[0],
-                0 => repo.Files.FirstOrDefault(f => Path.GetExtension(f.Path).ToLowerInvariant() is ".bin" or ".pt" or ".ckpt" or ".pth") is { } pickle
-                    ? throw new HubException($"{where} has no .safetensors file, only '{pickle.Path}', a pickle, which can run code when loaded; LoraCraft installs only .safetensors LoRAs")
-                    : throw new HubException($"{where} has no .safetensors file"),
-                // diffusers' training scripts save this name
-                _ => safetensors.FirstOrDefault(f => f.Path == "pytorch_lora_weights.safetensors")
-                     ?? throw new HubException($"{where} has {safetensors.Count} .safetensors files; name one: {string.Join(", ", safetensors.Take(5).Select(f => $"{where}/{f.Path}"))}"),
-            };
-            where += "/" + file.Path;
+            var headers = await _hf.FileMetadataAsync(repoId, revision, file.Path, ct);
+            file = file with { Size = headers.Size ?? file.Size, Sha256 = headers.Sha256 };
         }
-        string revision = repo.Commit ?? reference.Revision;
-        var url = _hf.FileUrl(repo.Id, revision, file.Path);
-        Uri? preview = repo.WidgetImages.FirstOrDefault() is { } image
-            ? Uri.TryCreate(image, UriKind.Absolute, out var abs) && abs.Scheme is "http" or "https" ? abs : _hf.FileUrl(repo.Id, revision, image.TrimStart('/'))
+        var url = _hf.FileUrl(repoId, revision, file.Path);
+        Uri? preview = repo?.WidgetImages.FirstOrDefault() is { } image
+            ? Uri.TryCreate(image, UriKind.Absolute, out var abs) && abs.Scheme is "http" or "https" ? abs : _hf.FileUrl(repoId, revision, image.TrimStart('/'))
             : null;
         // the file name on disk is the repo's name when the file has diffusers' generic name
-        string fileName = Path.GetFileName(file.Path) == "pytorch_lora_weights.safetensors" ? repo.Id.Split('/')[^1] + ".safetensors" : Path.GetFileName(file.Path);
+        string fileName = Path.GetFileName(file.Path) == "pytorch_lora_weights.safetensors" ? repoId.Split('/')[^1] + ".safetensors" : Path.GetFileName(file.Path);
         return new Plan(HubSite.HuggingFace, where, fileName, new ResumableDownload.Source(url, Options.HuggingFaceToken, Options.HuggingFaceBase, file.Size),
-            file.Size, file.Sha256, null, repo, preview, new Uri(_hf.Base, repo.Id));
+            file.Size, file.Sha256, null, repo, preview, new Uri(_hf.Base, repoId));
+    }
+
+    /// <summary>The file named, or the repo's one .safetensors file (diffusers' `pytorch_lora_weights.safetensors` among several).</summary>
+    static HuggingFaceFile ChooseFile(HuggingFaceRepo repo, HuggingFaceReference reference, string where)
+    {
+        var safetensors = repo.Files.Where(f => f.Path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)).ToList();
+        if (reference.File is { } wanted)
+            return repo.Files.FirstOrDefault(f => f.Path == wanted)
+                   ?? throw new HubException($"{where}: the repo has no such file" + (safetensors.Count > 0 ? $" (its .safetensors files: {List(safetensors)})" : ""));
+        return safetensors.Count switch
+        {
+            1 => safetensors[0],
+            0 => repo.Files.FirstOrDefault(f => Path.GetExtension(f.Path).ToLowerInvariant() is ".bin" or ".pt" or ".ckpt" or ".pth") is { } pickle
+                ? throw new HubException($"{where} has no .safetensors file, only '{pickle.Path}', a pickle, which can run code when loaded; LoraCraft installs only .safetensors LoRAs")
+                : throw new HubException($"{where} has no .safetensors file"),
+            _ => safetensors.FirstOrDefault(f => f.Path == "pytorch_lora_weights.safetensors")
+                 ?? throw new HubException($"{where} has {safetensors.Count} .safetensors files; name one: {string.Join(", ", safetensors.Take(5).Select(f => $"{where}/{f.Path}"))}"),
+        };
 
         static string List(List<HuggingFaceFile> files) => string.Join(", ", files.Take(5).Select(f => f.Path)) + (files.Count > 5 ? ", …" : "");
     }

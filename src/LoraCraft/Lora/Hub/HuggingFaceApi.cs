@@ -59,6 +59,28 @@ internal sealed class HuggingFaceApi(HubHttp http)
             card is null ? null : CivitaiVersion.Str(card, "instance_prompt"), widget, tags, CivitaiVersion.Long(o, "downloads"));
     }
 
+    /// <summary>
+    /// A file's size, SHA-256 and commit from the hub's own answer to a HEAD of its resolve URL
+    /// (not followed to the CDN): `X-Linked-Size`, and `X-Linked-Etag`, which for an LFS file is
+    /// its SHA-256 (a small git file's ETag is a git hash, not used), `X-Repo-Commit`.
+    /// </summary>
+    public async Task<HuggingFaceFile> FileMetadataAsync(string repo, string revision, string path, CancellationToken ct)
+    {
+        var url = FileUrl(repo, revision, path);
+        try
+        {
+            using var response = await http.SendAsync(HttpMethod.Head, url, Token, Base, null, ct, followRedirects: false);
+            if (!response.IsSuccessStatusCode && (int)response.StatusCode is < 300 or >= 400)
+                throw await http.Failed(url, response, Token is not null, ct);
+            string? Header(string name) => response.Headers.TryGetValues(name, out var values) ? values.FirstOrDefault() : null;
+            long? size = long.TryParse(Header("X-Linked-Size"), NumberStyles.None, CultureInfo.InvariantCulture, out long s) ? s
+                : response.IsSuccessStatusCode ? response.Content.Headers.ContentLength : null;
+            string? etag = (Header("X-Linked-Etag") ?? response.Headers.ETag?.Tag)?.Replace("W/", "", StringComparison.Ordinal).Trim('"').ToLowerInvariant();
+            return new HuggingFaceFile(path, size, etag is { Length: 64 } && etag.All(char.IsAsciiHexDigit) ? etag : null);
+        }
+        catch (HttpRequestException e) { throw http.Unreachable(url, e); }
+    }
+
     /// <summary>Where a file of the repo is downloaded from (its CDN redirect is followed without the token).</summary>
     public Uri FileUrl(string repo, string revision, string path) =>
         new(Base, $"{EscapePath(repo)}/resolve/{Uri.EscapeDataString(revision)}/{EscapePath(path)}");

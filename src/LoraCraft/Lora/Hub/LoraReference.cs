@@ -12,7 +12,7 @@ public abstract record LoraReference
 
     /// <summary>
     /// Accepts `civitai:VERSION_ID`, Civitai page URLs (`/models/ID[/slug][?modelVersionId=V]`)
-    /// and download URLs (`/api/download/models/V`), `hf:OWNER/REPO[/FILE]`, Hugging Face repo,
+    /// and download URLs (`/api/download/models/V`), `hf:OWNER/REPO[/FILE][@REVISION]`, Hugging Face repo,
     /// `/resolve/REV/FILE` and `/blob/REV/FILE` URLs, and any other http(s) URL. Civitai and
     /// Hugging Face URLs are recognised on their own hosts and on the configured base URLs' hosts.
     /// </summary>
@@ -26,10 +26,16 @@ public abstract record LoraReference
                 : throw new HubException($"'{text}': civitai: takes a model version id (the number after modelVersionId= in a page URL)");
         if (text.StartsWith("hf:", StringComparison.OrdinalIgnoreCase))
         {
-            var parts = text[3..].Trim('/').Split('/');
-            if (parts.Length < 2 || parts.Take(2).Any(p => p.Length == 0))
-                throw new HubException($"'{text}': hf: takes OWNER/REPO or OWNER/REPO/FILE");
-            return new HuggingFaceReference($"{parts[0]}/{parts[1]}", parts.Length > 2 ? string.Join('/', parts[2..]) : null, "main");
+            string body = text[3..], revision = "main";
+            if (body.LastIndexOf('@') is int at and > 0)
+            {
+                revision = body[(at + 1)..];
+                body = body[..at];
+            }
+            var parts = body.Trim('/').Split('/');
+            if (parts.Length < 2 || parts.Take(2).Any(p => p.Length == 0) || revision.Length == 0)
+                throw new HubException($"'{text}': hf: takes OWNER/REPO[/FILE][@REVISION]");
+            return new HuggingFaceReference($"{parts[0]}/{parts[1]}", parts.Length > 2 ? string.Join('/', parts[2..]) : null, revision);
         }
         if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
             throw new HubException($"'{text}' is not a URL or an id (civitai:VERSION_ID, hf:OWNER/REPO[/FILE], or an http(s) URL)");

@@ -290,6 +290,31 @@ public sealed class HubClientTests : IDisposable
         Assert.Equal("mine", LoraSidecars.Read(got.Path).UserMetadata!.ActivationText);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task WithoutTheRepoApiTheFileHeadersGiveSizeAndHash(bool rightHash)
+    {
+        // a mirror that serves files but not /api/models: the hub's X-Linked-Size / X-Linked-Etag are what the file is checked against
+        var file = HubFixtures.Lora;
+        string sha = rightHash ? HubFixtures.Sha256(file) : new string('b', 64);
+        _hf.Redirect("/someone/cloud-lora/resolve/main/clouds.safetensors", $"{_cdn.Url}/lfs/abc",
+            new Dictionary<string, string> { ["X-Linked-Size"] = file.Length.ToString(), ["X-Linked-Etag"] = $"\"{sha}\"" });
+        _cdn.File("/lfs/abc", file);
+        using var client = new HubClient(Options());
+        var task = client.GetAsync($"{_hf.Url}/someone/cloud-lora/resolve/main/clouds.safetensors?download=true", _dir.Path, ct: _timeout.Token);
+        if (!rightHash)
+        {
+            Assert.Contains("SHA-256 mismatch", (await Assert.ThrowsAsync<HubException>(() => task)).Message);
+            Assert.Empty(Entries());
+            return;
+        }
+        var got = await task;
+        Assert.Equal(file, File.ReadAllBytes(got.Path));
+        Assert.Contains(got.Warnings, w => w.StartsWith("no model card", StringComparison.Ordinal));
+        Assert.Contains(_hf.Requests, r => r.Method == "HEAD");
+    }
+
     [Fact]
     public async Task AHuggingFaceRepoWithOnlyAPickleIsRefused()
     {

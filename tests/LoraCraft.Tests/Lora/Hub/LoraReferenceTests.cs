@@ -17,6 +17,7 @@ public class LoraReferenceTests
     [InlineData("http://127.0.0.1:9001/models/3?modelVersionId=4", "civitai:4")]
     [InlineData("hf:owner/repo", "hf:owner/repo")]
     [InlineData("hf:owner/repo/sub/file.safetensors", "hf:owner/repo/sub/file.safetensors")]
+    [InlineData("hf:owner/repo/file.safetensors@0123abc", "hf:owner/repo/file.safetensors@0123abc")]
     [InlineData("https://huggingface.co/owner/repo", "hf:owner/repo")]
     [InlineData("https://huggingface.co/owner/repo/resolve/main/lora.safetensors?download=true", "hf:owner/repo/lora.safetensors")]
     [InlineData("https://huggingface.co/owner/repo/blob/v2/dir/lora.safetensors", "hf:owner/repo/dir/lora.safetensors@v2")]
@@ -29,6 +30,7 @@ public class LoraReferenceTests
     [InlineData("", "no URL or id")]
     [InlineData("civitai:abc", "civitai: takes a model version id")]
     [InlineData("hf:justowner", "hf: takes OWNER/REPO")]
+    [InlineData("hf:owner/repo@", "hf: takes OWNER/REPO")]
     [InlineData("ftp://example.com/x.safetensors", "is not a URL or an id")]
     [InlineData("https://civitai.com/user/someone", "not a Civitai model page")]
     public void NonsenseIsAUserError(string text, string expected) =>
