@@ -116,7 +116,7 @@ public static class LoraCommand
                 json.WriteStartObject();
                 WriteSummary(json, info, side);
                 json.WriteString("trigger_source", info.Triggers?.Source);
-                WriteSidecars(json, side);
+                LoraSidecarOutput.Json(json, side);
                 json.WriteStartObject("top_tags");
                 foreach (var (tag, count) in tags) json.WriteNumber(tag, count);
                 json.WriteEndObject();
@@ -142,7 +142,7 @@ public static class LoraCommand
         Line("size", string.Format(Inv, "{0:N0} bytes ({1})", info.SizeBytes, TextFormat.Human(info.SizeBytes)));
         Line("hash", info.Hash ?? "");
         Line("trigger words", info.Triggers is { } t ? $"{string.Join(", ", t.Words)} (from {t.Source})" : "none");
-        SidecarLines(side, Line);
+        LoraSidecarOutput.Lines(side, Line);
         Line("top tags", tags.Count == 0 ? "none" : string.Join(", ", tags.Select(p => string.Create(Inv, $"{TextFormat.Shown(p.Tag, ShownTagLength)} ({p.Count})"))));
         Line("metadata", info.Metadata.Count == 0 ? "none" : $"{info.Metadata.Count} keys");
         int width = info.Metadata.Keys.Select(k => k.Length).DefaultIfEmpty(0).Max();
@@ -241,64 +241,6 @@ public static class LoraCommand
             json.WriteString("message", Verdict());
             json.WriteEndObject();
         });
-    }
-
-    /// <summary>What Civitai's info file and A1111's user metadata add to `info`'s text (nothing when absent).</summary>
-    static void SidecarLines(LoraSidecars side, Action<string, string> line)
-    {
-        if (side.BaseModel is { } b) line("base model", $"{b} (from {Path.GetFileName(side.BaseModelSource)})");
-        if (side.Civitai is { } c)
-            line("civitai", string.Join(" / ", new[] { c.ModelName, c.VersionName }.OfType<string>()) + (c.VersionId is { } id ? $" (civitai:{id})" : ""));
-        if (side.UserMetadata is { } u)
-        {
-            if (u.PreferredWeight is { } w) line("weight", TextFormat.Num(w));
-            if (u.NegativeText is { } neg) line("negative", TextFormat.Shown(neg, ShownValueLength));
-            if (u.Notes is { } notes) line("notes", TextFormat.Shown(notes, ShownValueLength));
-        }
-        if ((side.UserMetadata?.Description ?? side.Civitai?.Description) is { } d) line("description", TextFormat.Shown(d, ShownValueLength));
-        line("preview", side.PreviewPath ?? "none");
-        foreach (var problem in side.Problems) line("unreadable", problem);
-    }
-
-    /// <summary>The sidecars in `info --json`, as read (null where absent).</summary>
-    static void WriteSidecars(Utf8JsonWriter json, LoraSidecars side)
-    {
-        json.WriteStartObject("sidecars");
-        json.WriteString("civitai_info", side.CivitaiInfoPath);
-        if (side.Civitai is { } c)
-        {
-            json.WriteStartObject("civitai");
-            if (c.VersionId is { } v) json.WriteNumber("version_id", v); else json.WriteNull("version_id");
-            if (c.ModelId is { } m) json.WriteNumber("model_id", m); else json.WriteNull("model_id");
-            json.WriteString("model", c.ModelName);
-            json.WriteString("version", c.VersionName);
-            json.WriteString("type", c.ModelType);
-            json.WriteString("base_model", c.BaseModel);
-            json.WriteStartArray("trained_words");
-            foreach (var w in c.TrainedWords) json.WriteStringValue(w);
-            json.WriteEndArray();
-            json.WriteString("description", c.Description);
-            json.WriteEndObject();
-        }
-        else json.WriteNull("civitai");
-        json.WriteString("user_metadata_file", side.UserMetadataPath);
-        if (side.UserMetadata is { } u)
-        {
-            json.WriteStartObject("user_metadata");
-            json.WriteString("description", u.Description);
-            json.WriteString("sd_version", u.SdVersion);
-            json.WriteString("activation_text", u.ActivationText);
-            if (u.PreferredWeight is { } w) json.WriteNumber("preferred_weight", w); else json.WriteNull("preferred_weight");
-            json.WriteString("negative_text", u.NegativeText);
-            json.WriteString("notes", u.Notes);
-            json.WriteEndObject();
-        }
-        else json.WriteNull("user_metadata");
-        json.WriteString("preview", side.PreviewPath);
-        json.WriteStartArray("problems");
-        foreach (var p in side.Problems) json.WriteStringValue(p);
-        json.WriteEndArray();
-        json.WriteEndObject();
     }
 
     /// <summary>The fields `list` and `info` share.</summary>
