@@ -55,6 +55,23 @@ public static class CommandHelp
             loracraft lora list [--dir DIR] [--json]
             loracraft lora info FILE|NAME [--dir DIR] [--json]
             loracraft lora check FILE|NAME --model CKPT [--config DIR] [--tokenizer DIR] [--json]
+            loracraft lora get URL_OR_ID [--dir DIR] [--name NAME] [--force] [--json] [--quiet]
+            loracraft lora fetch-info [--dir DIR] [--force] [--json]
+            loracraft lora search QUERY [--base sd1|sd2|sdxl] [--source civitai|hf] [--limit N (20)] [--json]
+
+              --dir DIR            the LoRA folder (./models/Lora)
+              URL_OR_ID            civitai:VERSION_ID, a Civitai page (civitai.com/models/ID[?modelVersionId=V]),
+                                   hf:OWNER/REPO[/FILE][@REV], a Hugging Face repo or resolve URL, or an https
+                                   URL to a .safetensors; pickles (.ckpt/.pt/.bin) are refused
+              --name NAME          save as NAME.safetensors (default: the site's file name)
+              --force              get: replace a different file of that name; fetch-info: look up
+                                   files that have a NAME.civitai.info already
+              --token TOKEN        API token for the site (else CIVITAI_TOKEN / HF_TOKEN); sent as an
+                                   Authorization header to that site only, never printed
+              --civitai-url URL    Civitai or a mirror (https://civitai.com)
+              --hf-url URL         Hugging Face or a mirror (HF_ENDPOINT, else https://huggingface.co)
+            get writes NAME.civitai.info (Civitai) or NAME.json (Hugging Face card) and NAME.preview.png;
+            an interrupted download resumes on the next run.
             """,
         "tokenize" => "loracraft tokenize --tokenizer DIR [--json] TEXT\n  CLIP ids, start and end tokens included, no padding.",
         "tokenizer" => "loracraft tokenizer download [--to DIR] [--base-url URL]\n  Fetches openai/clip-vit-large-patch14's vocab.json and merges.txt (default: the Hugging Face cache).",

@@ -31,6 +31,12 @@ namespace LoraCraft.Cli
               lora info FILE|NAME [--dir DIR] [--json] all of the above plus metadata and top training tags
               lora check FILE|NAME --model PATH [--config DIR] [--tokenizer DIR] [--json]
                                                        which LoRA keys map onto the model, per component
+              lora get URL_OR_ID [--dir DIR] [--name NAME]
+                                                       download a LoRA from Civitai, Hugging Face or a URL,
+                                                       with its trigger words and preview (lora --help)
+              lora fetch-info [--dir DIR]              look up the folder's LoRAs on Civitai by hash
+              lora search QUERY [--base sd1|sdxl] [--source civitai|hf]
+                                                       LoRAs on Civitai and Hugging Face, with ids for get
               make-lora --model PATH [--config DIR] [--tokenizer DIR] --rank R [--alpha A] [--seed N]
                         [--targets attention|all] --out FILE.safetensors
                                                        RANDOM-weight kohya LoRA for that model (fp16), for
@@ -70,7 +76,7 @@ namespace LoraCraft.Cli
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
-                    "lora" or "make-lora" => Commands.LoraCommand.Run(command, tail, stdout),
+                    "lora" or "make-lora" => Commands.LoraCommand.Run(command, tail, stdout, stderr),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

@@ -12,7 +12,8 @@ namespace LoraCraft.Cli.Commands;
 
 /// <summary>
 /// <c>loracraft lora list|info|check</c> and <c>loracraft make-lora</c>: looking at LoRA files
-/// without generating. list and info read headers only; check loads the model to map keys.
+/// without generating. list and info read headers (and the sidecars beside them) only; check loads
+/// the model to map keys. get, fetch-info and search talk to Civitai and Hugging Face (their own files).
 /// </summary>
 public static class LoraCommand
 {
@@ -22,18 +23,24 @@ public static class LoraCommand
     const int ShownTagLength = 40;
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
     static readonly JsonWriterOptions JsonOptions = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    internal static readonly JsonSerializerOptions JsonSerializerOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    const string Subcommands = "list, info, check, get, fetch-info or search";
 
-    public static int Run(string command, string[] argv, TextWriter stdout)
+    public static int Run(string command, string[] argv, TextWriter stdout, TextWriter? stderr = null)
     {
+        stderr ??= TextWriter.Null;
         if (command == "make-lora") return MakeLoraCommand.Run(argv, stdout);
-        if (argv.Length == 0) throw new UserErrorException("'lora' needs a subcommand: list, info or check");
+        if (argv.Length == 0) throw new UserErrorException($"'lora' needs a subcommand: {Subcommands}");
         var rest = argv[1..];
         return argv[0] switch
         {
             "list" => List(rest, stdout),
             "info" => Info(rest, stdout),
             "check" => Check(rest, stdout),
-            var s => throw new UserErrorException($"unknown 'lora' subcommand '{s}' (list, info or check)"),
+            "get" => LoraGetCommand.Run(rest, stdout, stderr),
+            "fetch-info" => LoraFetchInfoCommand.Run(rest, stdout, stderr),
+            "search" => LoraSearchCommand.Run(rest, stdout, stderr),
+            var s => throw new UserErrorException($"unknown 'lora' subcommand '{s}' ({Subcommands})"),
         };
     }
 
@@ -45,16 +52,17 @@ public static class LoraCommand
         if (!Directory.Exists(dir)) throw new UserErrorException($"LoRA folder {dir} does not exist (use --dir)");
 
         var rows = LoraInfo.List(new LoraLibrary(dir), FileHashes.Default);
+        var sidecars = rows.AsParallel().AsOrdered().Select(r => LoraSidecars.Read(r.Path)).ToList();
 
         if (a.Flag("json"))
         {
             stdout.WriteLine(Json(json =>
             {
                 json.WriteStartArray();
-                foreach (var (path, info, error) in rows)
+                foreach (var ((path, info, error), side) in rows.Zip(sidecars))
                 {
                     json.WriteStartObject();
-                    if (info is not null) WriteSummary(json, info);
+                    if (info is not null) WriteSummary(json, info, side);
                     else
                     {
                         json.WriteString("name", Path.GetFileNameWithoutExtension(path));
@@ -72,12 +80,13 @@ public static class LoraCommand
             stdout.WriteLine($"no .safetensors files in {dir}");
             return 0;
         }
-        string[] head = ["NAME", "FAMILY", "TYPE", "RANK", "ALPHA", "UNET", "TE", "SIZE", "HASH", "TITLE", "TRIGGER WORDS"];
-        var table = rows.Select(r => r.Info is { } i
+        string[] head = ["NAME", "FAMILY", "TYPE", "RANK", "ALPHA", "UNET", "TE", "SIZE", "HASH", "TITLE", "BASE", "TRIGGER WORDS"];
+        var table = rows.Zip(sidecars, (r, side) => r.Info is { } i
             ? new[]
             {
                 i.Name, i.Family?.Id() ?? "?", Algorithm(i.Algorithm), i.Rank?.ToString(Inv) ?? "?", i.Alpha is { } al ? TextFormat.Num(al) : "=rank",
                 i.Modules.UNet.ToString(Inv), TextEncoders(i.Modules), TextFormat.Human(i.SizeBytes), i.Hash ?? "", TextFormat.Shown(i.Title ?? "", 40),
+                TextFormat.Shown(side.BaseModel ?? "", 20),
                 i.Triggers is { } t ? TextFormat.Shown(string.Join(", ", t.Words), 60) : "",
             }
             : [Path.GetFileNameWithoutExtension(r.Path), "unreadable: " + r.Error]).ToList();
@@ -98,14 +107,16 @@ public static class LoraCommand
         if (a.Positionals.Count != 1) throw new UserErrorException("'lora info' takes one FILE (or a LoRA name with --dir)");
         string path = new LoraLibrary(a.Get("dir") ?? DefaultDir).ResolveFileOrName(a.Positionals[0]);
         var info = LoraInfo.Read(path, FileHashes.Default);
+        var side = LoraSidecars.Read(path);
         var tags = info.TopTags();
         if (a.Flag("json"))
         {
             stdout.WriteLine(Json(json =>
             {
                 json.WriteStartObject();
-                WriteSummary(json, info);
+                WriteSummary(json, info, side);
                 json.WriteString("trigger_source", info.Triggers?.Source);
+                LoraSidecarOutput.Json(json, side);
                 json.WriteStartObject("top_tags");
                 foreach (var (tag, count) in tags) json.WriteNumber(tag, count);
                 json.WriteEndObject();
@@ -131,6 +142,7 @@ public static class LoraCommand
         Line("size", string.Format(Inv, "{0:N0} bytes ({1})", info.SizeBytes, TextFormat.Human(info.SizeBytes)));
         Line("hash", info.Hash ?? "");
         Line("trigger words", info.Triggers is { } t ? $"{string.Join(", ", t.Words)} (from {t.Source})" : "none");
+        LoraSidecarOutput.Lines(side, Line);
         Line("top tags", tags.Count == 0 ? "none" : string.Join(", ", tags.Select(p => string.Create(Inv, $"{TextFormat.Shown(p.Tag, ShownTagLength)} ({p.Count})"))));
         Line("metadata", info.Metadata.Count == 0 ? "none" : $"{info.Metadata.Count} keys");
         int width = info.Metadata.Keys.Select(k => k.Length).DefaultIfEmpty(0).Max();
@@ -232,7 +244,7 @@ public static class LoraCommand
     }
 
     /// <summary>The fields `list` and `info` share.</summary>
-    static void WriteSummary(Utf8JsonWriter json, LoraInfo i)
+    static void WriteSummary(Utf8JsonWriter json, LoraInfo i, LoraSidecars side)
     {
         json.WriteString("name", i.Name);
         json.WriteString("path", i.Path);
@@ -253,6 +265,9 @@ public static class LoraCommand
         foreach (var w in i.Triggers?.Words ?? []) json.WriteStringValue(w);
         json.WriteEndArray();
         json.WriteString("hash", i.Hash);
+        json.WriteString("base_model", side.BaseModel);
+        if (side.Civitai?.VersionId is { } civitai) json.WriteString("civitai", $"civitai:{civitai}"); else json.WriteNull("civitai");
+        json.WriteString("preview", side.PreviewPath);
     }
 
     static string Json(Action<Utf8JsonWriter> write)

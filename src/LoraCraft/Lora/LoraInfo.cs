@@ -185,38 +185,13 @@ public sealed class LoraInfo
     }
 
     /// <summary>
-    /// `modelspec.trigger_phrase`, else Civitai's `NAME.civitai.info` (`trainedWords`), else
-    /// A1111's `NAME.json` (`activation text`, or `trainedWords`) beside the file.
+    /// `modelspec.trigger_phrase`, else the sidecars beside the file (<see cref="LoraSidecars.Triggers"/>:
+    /// Civitai's `NAME.civitai.info`, then A1111's `NAME.json`).
     /// </summary>
-    static LoraTriggers? FindTriggers(string path, IReadOnlyDictionary<string, string> metadata)
-    {
-        if (metadata.GetValueOrDefault("modelspec.trigger_phrase") is { } phrase && Split(phrase) is { Count: > 0 } words)
-            return new LoraTriggers("modelspec.trigger_phrase", words);
-        string stem = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? "", System.IO.Path.GetFileNameWithoutExtension(path));
-        foreach (var sidecar in new[] { stem + ".civitai.info", stem + ".json" })
-        {
-            if (!File.Exists(sidecar)) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(sidecar));
-                var root = doc.RootElement;
-                if (root.ValueKind != JsonValueKind.Object) continue;
-                var found = new List<string>();
-                if (root.TryGetProperty("activation text", out var text) && text.ValueKind == JsonValueKind.String)
-                    found.AddRange(Split(text.GetString()!));
-                else if (root.TryGetProperty("trainedWords", out var trained) && trained.ValueKind == JsonValueKind.Array)
-                    found.AddRange(trained.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String)
-                        .Select(e => e.GetString()!.Trim()).Where(w => w.Length > 0));
-                if (found.Count > 0) return new LoraTriggers(System.IO.Path.GetFileName(sidecar), found.Distinct().ToList());
-            }
-            // a damaged or unreadable sidecar only loses its trigger words
-            catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException) { }
-        }
-        return null;
-    }
-
-    static List<string> Split(string phrase) =>
-        phrase.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Distinct().ToList();
+    static LoraTriggers? FindTriggers(string path, IReadOnlyDictionary<string, string> metadata) =>
+        metadata.GetValueOrDefault("modelspec.trigger_phrase") is { } phrase && LoraSidecars.SplitWords(phrase) is { Count: > 0 } words
+            ? new LoraTriggers("modelspec.trigger_phrase", words)
+            : LoraSidecars.Triggers(path);
 
     /// <summary>LyCORIS tensors: the module key, the algorithm, and whether the tensor's first dimension is the rank.</summary>
     static (string Key, LoraAlgorithm Algorithm, bool IsRank)? LycorisModule(string name)
