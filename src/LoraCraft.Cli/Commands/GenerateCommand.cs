@@ -145,6 +145,9 @@ public static class GenerateCommand
             var sampler = new SamplerContext(progress, cancel);
             using var result = crop ? null : StableDiffusionPipeline.Generate(model, job, sampler);
             using var stitched = crop ? CropAndStitch.Inpaint(model, job, cropOptions, sampler) : null;
+            if (result is not null && result.Prompts.Count > 1 && !quiet)
+                foreach (var change in result.Prompts.Skip(1))
+                    stderr.WriteLine($"prompt editing: from step {change.Step}: {string.Join(" AND ", change.Positive)}" + (change.Negative is { } n ? $" | negative: {n}" : ""));
             if (stitched is not null && !quiet)
                 stderr.WriteLine($"inpainted crop {stitched.Box.Width}x{stitched.Box.Height} at ({stitched.Box.X},{stitched.Box.Y}) at {stitched.WorkingWidth}x{stitched.WorkingHeight}");
             var parameters = GenerationParameters.Describe(job with { Prompt = recordedPrompt, Negative = request.Negative }, modelName, modelHash, Version, extra);
@@ -170,6 +173,7 @@ public static class GenerateCommand
         if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
             throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
         if (a.Get("sampler") is not null || a.Get("scheduler") is not null) SamplerNames.Resolve(a.Get("sampler") ?? "euler_ancestral", a.Get("scheduler"));
+        ApplyPromptAndNoise(a, new GenerationRequest(), fromPng: true); // --noise, --prompt-style, ... spelled right
         if (a.Get("mask") is { } mask)
         {
             if (a.Get("init-image") is not { } init) throw new UserErrorException("--mask needs --init-image");
