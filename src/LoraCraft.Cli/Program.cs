@@ -82,7 +82,7 @@ namespace LoraCraft.Cli
                     "lora" or "make-lora" => Commands.LoraCommand.Run(command, tail, stdout),
                     "prompt" => Commands.PromptCommand.Run(tail, stdout),
                     "embeddings" => Commands.EmbeddingsCommand.Run(tail, stdout),
-                    "debug" => Commands.DebugCommand.Run(tail, stdout),
+                    "debug" => Commands.DebugCommand.Run(tail, stdout, stderr),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

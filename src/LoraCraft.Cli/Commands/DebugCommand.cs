@@ -17,13 +17,13 @@ namespace LoraCraft.Cli.Commands;
 /// </summary>
 public static class DebugCommand
 {
-    public static int Run(string[] argv, TextWriter stdout)
+    public static int Run(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         if (argv.Length == 0) throw new UserErrorException("'debug' needs a subcommand: encode or noise");
         var rest = argv[1..];
         return argv[0] switch
         {
-            "encode" => Encode(rest, stdout),
+            "encode" => Encode(rest, stdout, stderr),
             "noise" => Noise(rest, stdout),
             var s => throw new UserErrorException($"unknown 'debug' subcommand '{s}' (encode or noise)"),
         };
@@ -43,7 +43,7 @@ public static class DebugCommand
         _ => throw new UserErrorException($"--noise must be cpu or nv, got '{value}'"),
     };
 
-    static int Encode(string[] argv, TextWriter stdout)
+    static int Encode(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args("debug encode", argv, flags: [],
                          options: ["model", "config", "tokenizer", "embeddings-dir", "clip-skip", "prompt-style", "prompt", "out", "dtype"]);
@@ -65,7 +65,7 @@ public static class DebugCommand
         else
         {
             var comfy = ComfyPromptEncoder.Encode(encoder, text, embeddings);
-            foreach (var name in comfy.Missing) Console.Error.WriteLine($"warning: embedding:{name} not found, left out (as ComfyUI does)");
+            foreach (var name in comfy.Missing) stderr.WriteLine($"warning: embedding:{name} not found, left out (as ComfyUI does)");
             cond = comfy.Conditioning;
         }
         using (cond)

@@ -6,11 +6,11 @@ using static TorchSharp.torch;
 namespace LoraCraft.Text;
 
 /// <summary>
-/// Runs a model's text encoders on 77-token chunks, the same way <see cref="TextConditioner"/>
-/// encodes a plain prompt (SD1/SD2: last layer after the final norm, clip skip N: the N-th layer
-/// from the end then the norm; SDXL: the penultimate states of each encoder, no norm, and encoder
-/// 2's projected pooled output), with embedding vectors placed after the start token at their
-/// offsets. Each distinct chunk runs once per encoder: results are cached for the life of this
+/// Runs a model's text encoders on 77-token chunks, per family: SD1 the last layer after the
+/// final norm (clip skip N: the N-th layer from the end, then the final norm); SD2 the same on an
+/// encoder whose last layer was dropped at load (its penultimate layer); SDXL the penultimate
+/// states of each encoder, without final norm, and encoder 2's projected pooled output at the
+/// first end token. Embedding vectors are placed after the start token at their offsets. Each distinct chunk runs once per encoder: results are cached for the life of this
 /// object (one generation), which owns them.
 /// </summary>
 public sealed class ChunkEncoder : IDisposable

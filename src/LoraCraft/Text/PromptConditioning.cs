@@ -39,8 +39,8 @@ public sealed class ConditioningSchedule(IReadOnlyList<ScheduledConditioning> en
 public sealed record WeightedSchedule(ConditioningSchedule Schedule, double Weight);
 
 /// <summary>
-/// The prompts of one generation as the sampler needs them. A1111 style: LoRA tags already
-/// removed, the positive prompt split at `AND` into weighted parts, each part and the negative
+/// The prompts of one generation as the sampler needs them. A1111 style: LoRA tags removed
+/// (the caller applies them), the positive prompt split at `AND` into weighted parts, each part and the negative
 /// prompt scheduled over the steps (prompt editing, alternation), the texts of each schedule
 /// encoded together as A1111 does (<see cref="A1111PromptEncoder"/>), every distinct chunk run
 /// through the text encoder once. ComfyUI style: one conditioning each, ComfyUI's weighting.
@@ -81,6 +81,9 @@ public sealed class PromptConditioning : IDisposable
                 };
             }
 
+            // A1111 removes extra-network tags first (a no-op when the caller already did)
+            prompt = Lora.LoraTags.Extract(prompt).Text;
+            if (negative is not null) negative = Lora.LoraTags.Extract(negative).Text;
             var parts = PromptAnd.Split(prompt);
             // A1111 encodes each distinct part once (get_multicond_prompt_list's flat list)
             var schedules = new Dictionary<string, ConditioningSchedule>(StringComparer.Ordinal);

@@ -142,4 +142,25 @@ public class PromptGenerationTests
         Assert.True(A1111ConditioningCases.Same(full.Latent, subseedOnly.Latent));
         Assert.True(Fixture.RelL2(half.Latent, seedOnly.Latent) > 1e-3);
     }
+
+    [SkippableFact]
+    public void APromptLongerThanItsNegativeRunsAsA1111AndAsComfyUiDo()
+    {
+        Fixture.Require();
+        var model = ModelCases.Model("sd15", diffusers: false);
+        using var noGrad = torch.no_grad();
+        // 2 chunks against 1: A1111 evaluates them as two batches, ComfyUI repeats the negative to 154
+        // tokens; attention over a repeated context is the same, so the pictures agree to rounding
+        // (no commas, so both styles cut the prompt at the same token and encode the same chunks)
+        string longPrompt = string.Join(" ", Enumerable.Repeat("soft light", 45));
+        var request = Base with { Prompt = longPrompt, Steps = 2 };
+        using var prompts = PromptConditioning.Encode(model, longPrompt, "blurry", 2, new PromptOptions());
+        using var comfyPrompts = PromptConditioning.Encode(model, longPrompt, "blurry", 2, new PromptOptions { Style = PromptStyle.ComfyUI });
+        Assert.Equal(154, prompts.Positive[0].Schedule.At(1).Context.shape[1]);
+        Assert.True(A1111ConditioningCases.Same(prompts.Positive[0].Schedule.At(1).Context, comfyPrompts.Positive[0].Schedule.At(1).Context));
+        using var a1111 = StableDiffusionPipeline.Generate(model, request);
+        using var comfy = StableDiffusionPipeline.Generate(model, request with { PromptStyle = PromptStyle.ComfyUI });
+        double err = Fixture.RelL2(a1111.Latent, comfy.Latent);
+        Assert.True(err < 1e-3, $"relative L2 {err:E2}");
+    }
 }

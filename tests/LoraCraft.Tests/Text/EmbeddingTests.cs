@@ -151,4 +151,24 @@ public class EmbeddingTests
         using var want = expected.Load("a1111.6.context", ScalarType.Float32);
         Assert.True(Fixture.RelL2(viaBundle.Context, want) < 1e-4, "the bundled vectors are tinyemb's: A1111's context for 'a photo of tinyemb on a table'");
     }
+
+    [SkippableFact]
+    public void SdxlEmbeddingsGiveEachEncoderItsOwnVectors()
+    {
+        Fixture.Require();
+        var model = ModelCases.Model("sdxl", diffusers: false); // two encoders, 32 wide each
+        using var dir = new TempDir();
+        WriteEmbedding(dir.File("xlstyle.safetensors"), ("clip_l", [2, 32]), ("clip_g", [2, 32]));
+        WriteEmbedding(dir.File("sd1only.safetensors"), ("emb_params", [2, 32]));
+        var set = new EmbeddingLibrary(dir.Path).ToSet();
+        Assert.Null(set.Find("xlstyle")!.MismatchFor(model));
+        using var encoder = new ChunkEncoder(model, 1);
+        using var with = A1111PromptEncoder.Encode(encoder, "a xlstyle cat", set);
+        using var without = A1111PromptEncoder.Encode(encoder, "a xlstyle cat");
+        Assert.Equal([1L, 77, 64], with.Context.shape);
+        Assert.True(Fixture.RelL2(with.Context, without.Context) > 1e-3);
+        Assert.NotNull(with.Pooled);
+        var e = Assert.Throws<UserErrorException>(() => A1111PromptEncoder.Encode(encoder, "a sd1only cat", set));
+        Assert.Contains("clip_l", e.Message);
+    }
 }
