@@ -12,9 +12,16 @@ public static class CommandHelp
               --model PATH            .safetensors checkpoint or diffusers folder
               --config DIR            diffusers-style config folder for a single file
               --tokenizer DIR         CLIP vocab.json + merges.txt (else config, HF cache)
-              --prompt TEXT           with <lora:NAME:W> / <lora:NAME:TE:UNET> tags
+              --prompt TEXT           with <lora:NAME:W> / <lora:NAME:TE:UNET> tags; A1111's language:
+                                      (x) (x:1.3) [x] \( BREAK [from:to:when] [a|b] AND ... :W
               --negative TEXT
+              --prompt-style a1111|comfy   a1111 (default) or ComfyUI's CLIPTextEncode weighting
+              --old-scheduling        A1111's old prompt-editing timelines
+              --embeddings-dir DIR    textual inversions named in prompts (./models/embeddings)
               --seed N                0 ... 2^64-1; -1 or omitted: random (printed); image i of a batch: N + i
+              --noise cpu|nv          cpu (default) or A1111's NV (Philox: CUDA's randn on any machine)
+              --noise-convention comfy|a1111   how the seed drives the noise (nv, subseed: a1111)
+              --subseed N --subseed-strength F   A1111's variation seed
               --steps N (20)  --cfg F (7)
               --sampler NAME          euler_ancestral (default), euler, heun, dpm_2, dpm_2_ancestral,
                                       lms, dpmpp_2s_ancestral, dpmpp_2m, ddim, uni_pc, uni_pc_bh2,
@@ -72,6 +79,22 @@ public static class CommandHelp
               --hf-url URL         Hugging Face or a mirror (HF_ENDPOINT, else https://huggingface.co)
             get writes NAME.civitai.info (Civitai) or NAME.json (Hugging Face card) and NAME.preview.png;
             an interrupted download resumes on the next run.
+            """,
+        "prompt" => """
+            loracraft prompt schedule --steps N [--old-scheduling] [--hires-steps N] [--json] TEXT
+            loracraft prompt and [--json] TEXT
+              schedule: A1111's prompt-editing schedule, [[end_step, text], ...] (text as A1111 returns it)
+              and:      the AND parts with their weights, [[text, weight], ...]
+              TEXT may follow --.
+            """,
+        "embeddings" => "loracraft embeddings list [--dir DIR] [--json]\n  Textual-inversion files under DIR (./models/embeddings): vectors, width, family; pickles are listed as refused.",
+        "debug" => """
+            loracraft debug encode --model PATH [--config DIR] [--tokenizer DIR] [--embeddings-dir DIR] [--clip-skip N]
+                                   [--prompt-style a1111|comfy] [--dtype fp32|bf16] --prompt TEXT --out FILE.safetensors
+              tensor 'context' [1, 77 x chunks, width] (and 'pooled' for SDXL), float32; LoRA tags are removed,
+              AND and prompt editing are not interpreted (see 'prompt schedule')
+            loracraft debug noise --seed S --shape 1,4,64,64 [--noise cpu|nv] [--draws K] --out FILE.safetensors
+              tensors noise.0 ... noise.K-1: successive draws of one generator seeded with S
             """,
         "tokenize" => "loracraft tokenize --tokenizer DIR [--json] TEXT\n  CLIP ids, start and end tokens included, no padding.",
         "tokenizer" => "loracraft tokenizer download [--to DIR] [--base-url URL]\n  Fetches openai/clip-vit-large-patch14's vocab.json and merges.txt (default: the Hugging Face cache).",

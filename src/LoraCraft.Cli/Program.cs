@@ -41,6 +41,15 @@ namespace LoraCraft.Cli
                         [--targets attention|all] --out FILE.safetensors
                                                        RANDOM-weight kohya LoRA for that model (fp16), for
                                                        demos/benchmarks
+              prompt schedule --steps N [--old-scheduling] [--hires-steps N] [--json] TEXT
+                                                       A1111 prompt editing: [[end_step, text], ...]
+              prompt and [--json] TEXT                 A1111 AND parts: [[text, weight], ...]
+              embeddings list [--dir DIR] [--json]     textual inversions under DIR (./models/embeddings)
+              debug encode --model PATH [--config DIR] [--embeddings-dir DIR] [--clip-skip N]
+                           [--prompt-style a1111|comfy] --prompt TEXT --out FILE.safetensors
+                                                       what a prompt becomes (context, pooled), float32
+              debug noise --seed S --shape 1,4,64,64 [--noise cpu|nv] [--draws K] --out FILE
+                                                       successive noise draws of one seeded generator
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -77,6 +86,9 @@ namespace LoraCraft.Cli
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
                     "lora" or "make-lora" => Commands.LoraCommand.Run(command, tail, stdout, stderr),
+                    "prompt" => Commands.PromptCommand.Run(tail, stdout),
+                    "embeddings" => Commands.EmbeddingsCommand.Run(tail, stdout),
+                    "debug" => Commands.DebugCommand.Run(tail, stdout, stderr),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

@@ -14,13 +14,13 @@ public static class GenerateCommand
 {
     public const string Version = "loracraft 0.1.0";
 
-    public static readonly string[] Flags = ["quiet", "inpaint-crop", "demo"];
+    public static readonly string[] Flags = ["quiet", "inpaint-crop", "demo", "old-scheduling"];
     public static readonly string[] Options =
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
         "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling", "device",
-        "memory-limit",
+        "memory-limit", "embeddings-dir", "prompt-style", "noise", "noise-convention", "subseed", "subseed-strength",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
@@ -143,6 +143,10 @@ public static class GenerateCommand
             if (unmatched.Count > 0)
                 stderr.WriteLine($"warning: LoRA {l.Name}: {unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", unmatched.Take(3))})");
         }
+        // textual inversions: the library's, and those bundled in the LoRAs applied
+        var embeddings = new Text.Embeddings.EmbeddingLibrary(a.Get("embeddings-dir") ?? Text.Embeddings.EmbeddingLibrary.DefaultRoot).ToSet()
+            .With(loras.SelectMany(l => Text.Embeddings.TextualInversion.FromLora(l.Path)));
+        request = request with { Embeddings = embeddings };
         // what the PNG records: the prompt with every LoRA as a tag, so --from-png reruns it
         string recordedPrompt = string.Join(" ", new[] { request.Prompt }.Concat(loras.Skip(promptTags.Count + negativeTags.Count).Select(LoraSelector.TagFor)));
         var extra = loras.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(loras)) } : null;
@@ -151,12 +155,15 @@ public static class GenerateCommand
         string? modelHash = File.Exists(modelPath) ? FileHashes.Default.ModelHash(modelPath) : null;
         for (int i = 0; i < batch; i++)
         {
-            var job = request with { Seed = Seeds.ForImage(request.Seed, i), Prompt = prompt, Negative = negative };
+            var job = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i), Prompt = prompt, Negative = negative };
             string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
             var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
             var sampler = new SamplerContext(progress, cancel);
             using var result = crop ? null : StableDiffusionPipeline.Generate(model, job, sampler);
             using var stitched = crop ? CropAndStitch.Inpaint(model, job, cropOptions, sampler) : null;
+            if (result is not null && result.Prompts.Count > 1 && !quiet)
+                foreach (var change in result.Prompts.Skip(1))
+                    stderr.WriteLine($"prompt editing: from step {change.Step}: {string.Join(" AND ", change.Positive)}" + (change.Negative is { } n ? $" | negative: {n}" : ""));
             if (stitched is not null && !quiet)
                 stderr.WriteLine($"inpainted crop {stitched.Box.Width}x{stitched.Box.Height} at ({stitched.Box.X},{stitched.Box.Y}) at {stitched.WorkingWidth}x{stitched.WorkingHeight}");
             var parameters = GenerationParameters.Describe(job with { Prompt = recordedPrompt, Negative = request.Negative }, modelName, modelHash, Version, extra);
@@ -184,6 +191,7 @@ public static class GenerateCommand
         if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
             throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
         if (a.Get("sampler") is not null || a.Get("scheduler") is not null) SamplerNames.Resolve(a.Get("sampler") ?? "euler_ancestral", a.Get("scheduler"));
+        ApplyPromptAndNoise(a, new GenerationRequest(), fromPng: true); // --noise, --prompt-style, ... spelled right
         if (a.Get("mask") is not null && a.Get("init-image") is null) throw new UserErrorException("--mask needs --init-image");
         foreach (var file in new[] { "init-image", "mask", "from-png" })
             if (a.Get(file) is { } path && !File.Exists(path)) throw new FileNotFoundException($"--{file}: file not found: {path}", path);
@@ -219,6 +227,7 @@ public static class GenerateCommand
         if (a.Get("clip-skip") is not null) r = r with { ClipSkip = a.GetInt("clip-skip", r.ClipSkip) };
         if (a.Get("denoise") is not null) r = r with { Denoise = a.GetDouble("denoise", r.Denoise) };
         else if (!fromPng && a.Get("init-image") is not null && a.Get("mask") is null) r = r with { Denoise = 0.75 };
+        r = ApplyPromptAndNoise(a, r, fromPng);
         return r with { VaeTiling = Models.Vae.VaeTiling.Parse(a.Get("vae-tiling")) };
     }
 
@@ -233,6 +242,25 @@ public static class GenerateCommand
         if (!double.TryParse(t, System.Globalization.NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || v <= 0)
             throw new UserErrorException($"--memory-limit must be a size such as 8G or 512M, got '{text}'");
         return Math.Min(available, (long)(v * unit));
+    }
+
+    /// <summary>Prompt language and A1111's seed options; --noise nv or a variation seed imply A1111's noise conventions.</summary>
+    static GenerationRequest ApplyPromptAndNoise(Args a, GenerationRequest r, bool fromPng)
+    {
+        if (a.Get("prompt-style") is not null) r = r with { PromptStyle = DebugCommand.ParseStyle(a.Get("prompt-style")) };
+        if (a.Flag("old-scheduling")) r = r with { OldScheduling = true };
+        if (a.Get("noise") is not null) r = r with { Noise = DebugCommand.ParseNoise(a.Get("noise")) };
+        if (a.Get("subseed-strength") is not null) r = r with { SubseedStrength = a.GetDouble("subseed-strength", 0) };
+        if (a.Get("subseed") is { } sub) r = r with { Subseed = Seeds.Parse(sub) };
+        else if (!fromPng && r.SubseedStrength != 0) r = r with { Subseed = Seeds.Random() };
+        var convention = a.Get("noise-convention") switch
+        {
+            null => r.Noise == RandomSource.Nv || r.SubseedStrength != 0 ? NoiseConvention.A1111 : r.NoiseConvention,
+            "a1111" => NoiseConvention.A1111,
+            "comfy" or "comfyui" => NoiseConvention.ComfyUI,
+            var c => throw new UserErrorException($"--noise-convention must be comfy or a1111, got '{c}'"),
+        };
+        return r with { NoiseConvention = convention };
     }
 
     /// <summary>out.png -> out-2.png for the i-th image of a batch.</summary>

@@ -107,6 +107,7 @@ public sealed class LoraFile : IDisposable
                 mids[Normalize(name[..^".lora_mid.weight".Length])] = file.Load(name).DetachFromDisposeScope();
                 continue;
             }
+            if (name.StartsWith("bundle_emb.", StringComparison.Ordinal)) continue; // bundled textual inversions: Text.Embeddings reads them
             if (FactorSuffix(name) is not { } factor) { unknown.Add(name); continue; }
             string key = Normalize(name[..^factor.Length]);
             // owned by this LoraFile, never by a caller's dispose scope

@@ -87,8 +87,17 @@ public sealed record GenerationParameters
         };
         if (modelHash is not null) s.Add(new("Model hash", modelHash));
         s.Add(new("Model", modelName));
+        if (r.SubseedStrength != 0)
+        {
+            s.Add(new("Variation seed", r.Subseed.ToString(CultureInfo.InvariantCulture)));
+            s.Add(new("Variation seed strength", Num(r.SubseedStrength)));
+        }
         if (r.InitImage is not null) s.Add(new("Denoising strength", Num(r.Denoise)));
         if (r.ClipSkip > 1) s.Add(new("Clip skip", r.ClipSkip.ToString(CultureInfo.InvariantCulture)));
+        // A1111 writes RNG when it is not its GPU default: NV, or CPU with its own conventions
+        if (r.Noise == Sampling.RandomSource.Nv) s.Add(new("RNG", "NV"));
+        else if (r.NoiseConvention == Sampling.NoiseConvention.A1111) s.Add(new("RNG", "CPU"));
+        if (r.OldScheduling) s.Add(new("Old prompt editing timelines", "True"));
         if (extra is not null) s.AddRange(extra);
         s.Add(new("Version", version));
         return new GenerationParameters { Prompt = r.Prompt, Negative = r.Negative, Settings = s };
@@ -114,6 +123,20 @@ public sealed record GenerationParameters
         }
         if (Get("Denoising strength") is { } d) r = r with { Denoise = Double("Denoising strength", d) };
         r = r with { ClipSkip = Get("Clip skip") is { } cs ? Int("Clip skip", cs) : 1 };
+        if (Get("Variation seed strength") is { } vs)
+            r = r with
+            {
+                SubseedStrength = Double("Variation seed strength", vs),
+                Subseed = Get("Variation seed") is { } sub ? (ulong.TryParse(sub, CultureInfo.InvariantCulture, out var sv) ? sv : throw Bad("Variation seed", sub)) : 0,
+                NoiseConvention = Sampling.NoiseConvention.A1111,
+            };
+        r = Get("RNG") switch
+        {
+            "NV" => r with { Noise = Sampling.RandomSource.Nv, NoiseConvention = Sampling.NoiseConvention.A1111 },
+            "CPU" => r with { Noise = Sampling.RandomSource.Cpu, NoiseConvention = Sampling.NoiseConvention.A1111 },
+            _ => r,
+        };
+        if (Get("Old prompt editing timelines") is "True") r = r with { OldScheduling = true };
         return r;
     }
 

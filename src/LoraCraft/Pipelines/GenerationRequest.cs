@@ -23,6 +23,19 @@ public sealed record GenerationRequest
     public Tensor? Mask { get; init; }
     /// <summary>Whether the VAE works in tiles (auto: only for large images).</summary>
     public Models.Vae.VaeTilingMode VaeTiling { get; init; } = Models.Vae.VaeTilingMode.Auto;
+    /// <summary>Whose prompt language: A1111's (emphasis, BREAK, editing, AND) or ComfyUI's CLIPTextEncode weighting.</summary>
+    public Text.PromptStyle PromptStyle { get; init; } = Text.PromptStyle.A1111;
+    /// <summary>A1111's "use old prompt editing timelines".</summary>
+    public bool OldScheduling { get; init; }
+    /// <summary>Textual-inversion embeddings the prompts may name (library plus those bundled in the applied LoRAs).</summary>
+    public Text.Embeddings.EmbeddingSet? Embeddings { get; init; }
+    /// <summary>Noise generator: torch's CPU one, or A1111's "NV" (Philox, what CUDA's randn gives).</summary>
+    public Sampling.RandomSource Noise { get; init; } = Sampling.RandomSource.Cpu;
+    /// <summary>How the seed drives the noise: ComfyUI's (ancestral noise from seed + 1) or A1111's (one generator per image).</summary>
+    public Sampling.NoiseConvention NoiseConvention { get; init; } = Sampling.NoiseConvention.ComfyUI;
+    /// <summary>A1111's variation seed and strength (0: none).</summary>
+    public ulong Subseed { get; init; }
+    public double SubseedStrength { get; init; }
 
     public void Validate()
     {
@@ -40,6 +53,8 @@ public sealed record GenerationRequest
             throw new UserErrorException($"mask is {Mask.shape[3]}x{Mask.shape[2]}, expected {Width}x{Height}");
         if (!Sampling.Samplers.Names.Contains(Sampler))
             throw new UserErrorException($"unknown sampler '{Sampler}' (known: {string.Join(", ", Sampling.Samplers.Names)})");
+        if (SubseedStrength is < 0 or > 1 || double.IsNaN(SubseedStrength))
+            throw new UserErrorException($"subseed strength must be in [0, 1], got {SubseedStrength}");
         if (!Sampling.Schedulers.Names.Contains(Scheduler))
             throw new UserErrorException($"unknown scheduler '{Scheduler}' (known: {string.Join(", ", Sampling.Schedulers.Names)})");
     }
@@ -51,6 +66,9 @@ public sealed record GenerationTimings(double TextSeconds, double SamplingSecond
 /// <summary>The final latent (model space, before decoding) and the decoded image in [0,1].</summary>
 public sealed record GenerationResult(Tensor Latent, Tensor Image, float[] Sigmas, GenerationTimings Timings) : IDisposable
 {
+    /// <summary>The prompt texts in use from each step on where they changed (prompt editing).</summary>
+    public IReadOnlyList<StepPrompts> Prompts { get; init; } = [];
+
     public void Dispose()
     {
         Latent.Dispose();

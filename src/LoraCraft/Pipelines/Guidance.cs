@@ -9,40 +9,158 @@ namespace LoraCraft.Pipelines;
 /// <summary>
 /// The guided model call: conditional and unconditional predictions in one batch, turned into
 /// denoised estimates (eps or v) and mixed by classifier-free guidance. cfg 1 skips the
-/// unconditional half. Text conditioning is computed once here, never per step.
+/// unconditional half (unless `AND` parts need it). Text conditioning is computed once here,
+/// never per step; with prompt editing the conditioning of each step is picked from the
+/// precomputed schedule. `AND` parts are combined as A1111 does:
+/// uncond + Σ (cond_k − uncond) · weight_k · cfg.
 /// </summary>
-public sealed class Guidance
+public sealed class Guidance : IDisposable
 {
     readonly StableDiffusionModel _model;
     readonly double _cfg;
-    readonly Tensor _context;   // [2 or 1, T, D]: cond first
-    readonly Tensor? _y;        // SDXL vector, same batch order
+    readonly PromptConditioning _prompts;
+    readonly PromptStyle _style;
+    readonly Tensor? _timeIds;  // SDXL [1, 6]
+    string _key = "";
+    Group[] _groups = [];
+    readonly List<StepPrompts> _timeline = new();
 
-    Guidance(StableDiffusionModel model, double cfg, Tensor context, Tensor? y)
+    /// <summary>One UNet batch: its rows' contexts (and SDXL vectors) in the UNet's dtype.</summary>
+    sealed record Group(Tensor Context, Tensor? Y, int Rows);
+
+    Guidance(StableDiffusionModel model, double cfg, PromptConditioning prompts, PromptStyle style, Tensor? timeIds)
     {
         _model = model;
         _cfg = cfg;
-        _context = context;
-        _y = y;
+        _prompts = prompts;
+        _style = style;
+        _timeIds = timeIds;
     }
+
+    /// <summary>The prompts as scheduled conditionings (for callers that inspect them).</summary>
+    public PromptConditioning Prompts => _prompts;
+
+    /// <summary>The texts in use from each step on where they changed (step 1 always).</summary>
+    public IReadOnlyList<StepPrompts> Timeline => _timeline;
 
     public static Guidance Prepare(StableDiffusionModel model, GenerationRequest request)
     {
-        bool useUncond = request.Cfg != 1;
-        var cond = TextConditioner.Encode(model, request.Prompt, request.ClipSkip);
-        var uncond = useUncond ? TextConditioner.Encode(model, request.Negative, request.ClipSkip) : null;
-        var contexts = uncond is null ? [cond.Context] : MatchLengths(cond.Context, uncond.Context);
-        var context = torch.cat(contexts, 0);
-        Tensor? y = null;
-        if (model.Family == ModelFamily.Sdxl)
+        var options = new PromptOptions
         {
-            // original size, crop (0, 0), target size: all the generated size
-            var ids = torch.tensor(new float[] { request.Height, request.Width, 0, 0, request.Height, request.Width }).unsqueeze(0);
-            var pooled = uncond is null ? cond.Pooled! : torch.cat([cond.Pooled!, uncond.Pooled!], 0);
-            y = model.UNet.SdxlVector(pooled, ids.expand(pooled.shape[0], -1));
+            Style = request.PromptStyle, ClipSkip = request.ClipSkip, OldScheduling = request.OldScheduling, Embeddings = request.Embeddings,
+        };
+        bool useUncond = PromptConditioning.NeedsNegative(request.Prompt, request.Cfg, request.PromptStyle);
+        var prompts = PromptConditioning.Encode(model, request.Prompt, useUncond ? request.Negative : null, request.Steps, options);
+        Tensor? ids = null;
+        // original size, crop (0, 0), target size: all the generated size
+        if (model.Family == ModelFamily.Sdxl)
+            ids = torch.tensor(new float[] { request.Height, request.Width, 0, 0, request.Height, request.Width }).unsqueeze(0);
+        return new Guidance(model, request.Cfg, prompts, request.PromptStyle, ids);
+    }
+
+    /// <summary>The denoised estimate at <paramref name="sigma"/>, using the conditioning of 1-based sampling step <paramref name="step"/>.</summary>
+    public Tensor Denoise(Tensor x, float sigma, NoiseSchedule schedule, InpaintConcat? concat, int step = 1)
+    {
+        Select(step);
+        using var scope = NewDisposeScope();
+        var outputs = _groups.Select(g => RunGroup(g, x, sigma, schedule, concat)).ToList();
+        var denoised = outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 0);
+        int parts = _prompts.Positive.Count;
+        if (_prompts.Negative is null && parts == 1) return denoised.MoveToOuterDisposeScope();
+        if (_prompts.IsSingle || (parts == 1 && _prompts.Positive[0].Weight == 1))
+        {
+            var halves = denoised.chunk(2, 0);
+            var guided = halves[1].Add((halves[0] - halves[1]).Mul(_cfg));
+            return guided.MoveToOuterDisposeScope();
         }
-        // converted once to the UNet's dtype and device, so its per-step conversions are no-ops
-        return new Guidance(model, request.Cfg, context.to(model.DType, model.UNet.Device), y?.to(model.DType, model.UNet.Device));
+        // A1111's combine_denoised: rows are the parts in order, then the unconditional one
+        var uncond = denoised[TensorIndex.Slice(parts, parts + 1)];
+        var result = uncond.clone();
+        for (int k = 0; k < parts; k++)
+            result.AddInPlace((denoised[TensorIndex.Slice(k, k + 1)] - uncond).Mul(_prompts.Positive[k].Weight * _cfg));
+        return result.MoveToOuterDisposeScope();
+    }
+
+    Tensor RunGroup(Group g, Tensor x, float sigma, NoiseSchedule schedule, InpaintConcat? concat)
+    {
+        long batch = g.Rows;
+        double s = sigma;
+        var xb = batch == 1 ? x : x.expand(batch, -1, -1, -1);
+        var input = xb.Mul(1 / Math.Sqrt(s * s + 1));
+        if (concat is not null) input = concat.Concat(input);
+        var t = TensorMath.Full([batch], (float)schedule.Timestep(sigma));
+        var output = _model.UNet.Forward(input, t, g.Context, g.Y);
+        return _model.Prediction == Prediction.V
+            ? xb.Mul(1 / (s * s + 1)) - output.Mul(s / Math.Sqrt(s * s + 1))
+            : xb - output.Mul(s);
+    }
+
+    /// <summary>Builds the UNet batches for a step's conditionings when they differ from the last step's.</summary>
+    void Select(int step)
+    {
+        var conds = _prompts.Positive.Select(p => p.Schedule.Entries[p.Schedule.IndexAt(step)]).ToList();
+        var uncond = _prompts.Negative is { } n ? n.Entries[n.IndexAt(step)] : null;
+        string key = string.Join(",", _prompts.Positive.Select(p => p.Schedule.IndexAt(step))) + "|" + (_prompts.Negative?.IndexAt(step) ?? -1);
+        if (key == _key) return;
+        _key = key;
+        _timeline.Add(new StepPrompts(step, conds.Select(c => c.Text).ToList(), uncond?.Text));
+        foreach (var g in _groups) DisposeGroup(g);
+        using var scope = NewDisposeScope();
+        var rows = conds.Select(c => c.Conditioning).ToList();
+        if (rows.Count == 1)
+        {
+            // one prompt: both halves in one batch, the shorter context repeated to a common length
+            var contexts = uncond is null ? [rows[0].Context] : MatchLengths(rows[0].Context, uncond.Conditioning.Context);
+            var pooled = uncond is null ? [rows[0].Pooled] : new[] { rows[0].Pooled, uncond.Conditioning.Pooled };
+            _groups = [MakeGroup(contexts, pooled)];
+            if (_style == PromptStyle.A1111 && uncond is not null && rows[0].Context.shape[1] != uncond.Conditioning.Context.shape[1])
+            {
+                // A1111 runs prompt and negative prompt of different lengths as separate batches
+                DisposeGroup(_groups[0]);
+                _groups = [MakeGroup([rows[0].Context], [rows[0].Pooled]), MakeGroup([uncond.Conditioning.Context], [uncond.Conditioning.Pooled])];
+            }
+        }
+        else
+        {
+            // A1111's stack_conds: parts of different lengths are padded with their last vector
+            long longest = rows.Max(r => r.Context.shape[1]);
+            var padded = rows.Select(r => PadWithLast(r.Context, longest)).ToArray();
+            var pooled = rows.Select(r => r.Pooled).ToArray();
+            if (uncond is null) _groups = [MakeGroup(padded, pooled)];
+            else if (uncond.Conditioning.Context.shape[1] == longest)
+                _groups = [MakeGroup([.. padded, uncond.Conditioning.Context], [.. pooled, uncond.Conditioning.Pooled])];
+            else _groups = [MakeGroup(padded, pooled), MakeGroup([uncond.Conditioning.Context], [uncond.Conditioning.Pooled])];
+        }
+    }
+
+    Group MakeGroup(Tensor[] contexts, Tensor?[] pooled)
+    {
+        var context = contexts.Length == 1 ? contexts[0] : torch.cat(contexts, 0);
+        Tensor? y = null;
+        if (_timeIds is not null)
+        {
+            var p = pooled.Length == 1 ? pooled[0]! : torch.cat(pooled.Select(t => t!).ToArray(), 0);
+            y = _model.UNet.SdxlVector(p, _timeIds.expand(p.shape[0], -1));
+        }
+        // converted once to the UNet's dtype and device, so its per-step conversions are no-ops;
+        // owned by this object (a handle of its own even when nothing needed converting)
+        var c = context.to(_model.DType, _model.UNet.Device);
+        if (ReferenceEquals(c, contexts[0])) c = c.alias();
+        var yc = y?.to(_model.DType, _model.UNet.Device);
+        return new Group(c.DetachFromDisposeScope(), yc?.DetachFromDisposeScope(), contexts.Length);
+    }
+
+    static void DisposeGroup(Group g)
+    {
+        g.Context.Dispose();
+        g.Y?.Dispose();
+    }
+
+    static Tensor PadWithLast(Tensor context, long length)
+    {
+        if (context.shape[1] == length) return context;
+        var last = context[.., TensorIndex.Slice(-1)];
+        return torch.cat([context, last.repeat(1, length - context.shape[1], 1)], 1);
     }
 
     /// <summary>Repeats the shorter context so both halves of the batch have the same token count.</summary>
@@ -55,22 +173,14 @@ public sealed class Guidance
         static long Gcd(long x, long y) => y == 0 ? x : Gcd(y, x % y);
     }
 
-    public Tensor Denoise(Tensor x, float sigma, NoiseSchedule schedule, InpaintConcat? concat)
+    public void Dispose()
     {
-        using var scope = NewDisposeScope();
-        long batch = _context.shape[0];
-        double s = sigma;
-        var xb = batch == 1 ? x : x.expand(batch, -1, -1, -1);
-        var input = xb.Mul(1 / Math.Sqrt(s * s + 1));
-        if (concat is not null) input = concat.Concat(input);
-        var t = TensorMath.Full([batch], (float)schedule.Timestep(sigma));
-        var output = _model.UNet.Forward(input, t, _context, _y);
-        var denoised = _model.Prediction == Prediction.V
-            ? xb.Mul(1 / (s * s + 1)) - output.Mul(s / Math.Sqrt(s * s + 1))
-            : xb - output.Mul(s);
-        if (batch == 1) return denoised.MoveToOuterDisposeScope();
-        var halves = denoised.chunk(2, 0);
-        var guided = halves[1].Add((halves[0] - halves[1]).Mul(_cfg));
-        return guided.MoveToOuterDisposeScope();
+        foreach (var g in _groups) DisposeGroup(g);
+        _groups = [];
+        _timeIds?.Dispose();
+        _prompts.Dispose();
     }
 }
+
+/// <summary>From sampling step <see cref="Step"/> on: the text of each `AND` part and of the negative prompt (null when unused).</summary>
+public sealed record StepPrompts(int Step, IReadOnlyList<string> Positive, string? Negative);

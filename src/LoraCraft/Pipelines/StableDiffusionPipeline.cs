@@ -26,7 +26,7 @@ public static class StableDiffusionPipeline
         var sigmas = Schedulers.ForDenoise(request.Scheduler, schedule, request.Steps, request.InitImage is null ? 1 : request.Denoise);
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var guidance = Guidance.Prepare(model, request);
+        using var guidance = Guidance.Prepare(model, request);
         double textSeconds = clock.Elapsed.TotalSeconds;
         long h = request.Height / 8, w = request.Width / 8;
         var latentShape = new long[] { 1, model.UNet.Config.OutChannels, h, w };
@@ -41,22 +41,24 @@ public static class StableDiffusionPipeline
             else latentMask = F.interpolate(request.Mask.to(ScalarType.Float32), size: [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
         }
 
-        using var noiseGen = new torch.Generator(request.Seed);
-        var noise = randn(latentShape, generator: noiseGen);
-        using var ancestralGen = new torch.Generator(unchecked(request.Seed + 1));
-        NoiseSource ancestral = () => randn(latentShape, generator: ancestralGen);
+        using var seedNoise = SeedNoise.Create(latentShape, request.Seed, request.Noise, request.NoiseConvention, request.Subseed, request.SubseedStrength);
+        var noise = seedNoise.Initial;
+        NoiseSource ancestral = seedNoise.NextAncestral;
 
         float sigma0 = sigmas[0];
         bool fullDenoise = Math.Abs(schedule.SigmaMax - sigma0) <= 1e-5 * Math.Max(Math.Abs(schedule.SigmaMax), Math.Abs(sigma0)) || sigma0 > schedule.SigmaMax;
-        var x = noise.Mul(fullDenoise ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0).Add(latent);
+        // ComfyUI scales a full denoise's noise by sqrt(1 + sigma^2), A1111 by sigma (its sgm_noise_multiplier off)
+        bool a1111 = request.NoiseConvention == NoiseConvention.A1111;
+        var x = noise.Mul(fullDenoise && !a1111 ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0).Add(latent);
 
+        int firstStep = ctx.CompletedSteps; // prompt editing picks the conditioning of the current sampling step
         Denoiser denoiser = (xt, sigma) =>
         {
             using var inner = NewDisposeScope();
             var xin = xt;
             if (latentMask is not null)
                 xin = (xt * latentMask).Add(latent.Add(noise.Mul(sigma)) * latentMask.RSub(1));
-            var denoised = guidance.Denoise(xin, sigma, schedule, concat);
+            var denoised = guidance.Denoise(xin, sigma, schedule, concat, ctx.CompletedSteps - firstStep + 1);
             if (latentMask is not null)
                 denoised = (denoised * latentMask).Add(latent * latentMask.RSub(1));
             return denoised.MoveToOuterDisposeScope();
@@ -68,7 +70,7 @@ public static class StableDiffusionPipeline
         double decodeStart = clock.Elapsed.TotalSeconds;
         var image = DecodeLatent(model, final, request.VaeTiling);
         var timings = new GenerationTimings(textSeconds, decodeStart - samplingStart, clock.Elapsed.TotalSeconds - decodeStart);
-        return new GenerationResult(final.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope(), sigmas, timings);
+        return new GenerationResult(final.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope(), sigmas, timings) { Prompts = guidance.Timeline };
     }
 
     /// <summary>Image [1,3,H,W] in [0,1] -> scaled latent (mode of the VAE's distribution).</summary>

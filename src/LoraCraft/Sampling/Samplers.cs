@@ -14,12 +14,16 @@ public readonly record struct SamplerStep(int Index, int Total);
 /// <summary>Per-run plumbing shared by every sampler: progress and cancellation.</summary>
 public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, CancellationToken Cancel = default)
 {
+    /// <summary>Steps finished so far (the denoiser's current step is this + 1), for prompt editing.</summary>
+    public int CompletedSteps { get; private set; }
+
     /// <summary>
     /// Called after each finished step: reports it, then stops if cancellation was requested, so
     /// a cancel (from the progress handler or another thread) never starts another model call.
     /// </summary>
     public void Step(int i, int total)
     {
+        CompletedSteps++;
         Progress?.Report(new SamplerStep(i + 1, total));
         Cancel.ThrowIfCancellationRequested();
     }

@@ -18,6 +18,9 @@ public class HelpTests
     [InlineData("generate", "--inpaint-crop")]
     [InlineData("bench", "--lora-rank")]
     [InlineData("lora", "lora check")]
+    [InlineData("prompt", "prompt schedule")]
+    [InlineData("debug", "debug noise")]
+    [InlineData("embeddings", "embeddings list")]
     public void CommandHelpIsPrintedForThatCommand(string command, string expected)
     {
         var stdout = new StringWriter();

@@ -111,11 +111,16 @@ public sealed class ClipTextModel : Net
         if (config.ProjectionDim > 0) _projection = Child("text_projection", new Linear(config.Hidden, config.ProjectionDim, bias: false));
     }
 
+    /// <summary>The token embeddings of ids [B, T] (before positions are added), in the weights' dtype.</summary>
+    public Tensor TokenEmbeddings(Tensor ids) => _tokens.Forward(ids.to(Device));
+
     /// <summary>
     /// Encodes token ids [B, T]. <paramref name="stopAfterLayers"/> runs only that many layers
     /// (clip skip needs no more), in which case later hidden states are absent.
+    /// <paramref name="tokenEmbeddings"/> [B, T, D] replaces the looked-up token embeddings
+    /// (textual inversion); the ids still locate the end token for the pooled output.
     /// </summary>
-    public ClipTextOutput Forward(Tensor ids, int? stopAfterLayers = null)
+    public ClipTextOutput Forward(Tensor ids, int? stopAfterLayers = null, Tensor? tokenEmbeddings = null)
     {
         using var scope = NewDisposeScope();
         long n = ids.shape[1];
@@ -123,7 +128,8 @@ public sealed class ClipTextModel : Net
         var dev = Device;
         ids = ids.to(dev);
         using var positions = TensorMath.Arange(n, ScalarType.Int64, dev);
-        var h = _tokens.Forward(ids).Add(_positions.Forward(positions).unsqueeze(0)).to(wdt);
+        var tokens = tokenEmbeddings is null ? _tokens.Forward(ids) : tokenEmbeddings.to(_tokens.Table.dtype, dev);
+        var h = tokens.Add(_positions.Forward(positions).unsqueeze(0)).to(wdt);
         // causal mask: -inf above the diagonal (float mask is added to the attention scores)
         var mask = TensorMath.Full([n, n], float.NegativeInfinity, wdt, dev).triu(1);
         var hidden = new List<Tensor> { h };
