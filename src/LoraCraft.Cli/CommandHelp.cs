@@ -5,7 +5,7 @@ public static class CommandHelp
 {
     public static string? For(string command) => command switch
     {
-        "generate" => """
+        "generate" => $$"""
             loracraft generate --model PATH --prompt TEXT --out FILE.png [options]
             loracraft generate --demo --out FILE.png          (tiny RANDOM model + LoRA, no download)
 
@@ -23,10 +23,9 @@ public static class CommandHelp
               --noise-convention comfy|a1111   how the seed drives the noise (nv, subseed: a1111)
               --subseed N --subseed-strength F   A1111's variation seed
               --steps N (20)  --cfg F (7)
-              --sampler NAME          euler_ancestral (default), euler, heun, dpm_2, dpm_2_ancestral,
-                                      lms, dpmpp_2s_ancestral, dpmpp_2m, ddim, uni_pc, uni_pc_bh2,
-                                      or A1111 names: "Euler a", "DPM++ 2M Karras", ...
-              --scheduler NAME        normal, karras, exponential, sgm_uniform, simple, ddim_uniform
+              --sampler NAME          {{string.Join(", ", Sampling.SamplerRegistry.SamplerIds)}}
+                                      (default euler_ancestral), or A1111 names: "Euler a", "DPM++ 2M Karras", ...
+              --scheduler NAME        {{string.Join(", ", Sampling.SamplerRegistry.SchedulerIds)}}
               --width W --height H    multiples of 8 up to 16384 (512; SDXL 1024; SD2-v 768; img2img: the image's)
               --clip-skip N (1)
               --init-image PNG --denoise F (0.75)          img2img

@@ -123,10 +123,24 @@ namespace LoraCraft.Cli
             finally { Console.CancelKeyPress -= handler; }
         }
 
+        /// <summary>
+        /// The library names settings (`vae_tiling must be …`); on the command line they are
+        /// flags (`--vae-tiling must be …`).
+        /// </summary>
+        internal static string InFlags(UserErrorException u)
+        {
+            if (u.Field is not { } field) return u.Message;
+            // "batch_count must …" or "batch count must …" -> "--batch-count must …"
+            foreach (var spelling in new[] { field, field.Replace('_', ' ') })
+                if (u.Message.StartsWith(spelling + " ", StringComparison.Ordinal))
+                    return "--" + field.Replace('_', '-') + u.Message[spelling.Length..];
+            return u.Message;
+        }
+
         /// <summary>The one-line message for a mistake the user can fix, or null for a bug.</summary>
         static string? UserFacing(Exception e) => e switch
         {
-            UserErrorException u => u.Message,
+            UserErrorException u => InFlags(u),
             FileNotFoundException f => $"file not found: {f.FileName ?? f.Message}",
             DirectoryNotFoundException d => d.Message,
             UnauthorizedAccessException a => a.Message,

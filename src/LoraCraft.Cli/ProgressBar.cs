@@ -22,8 +22,11 @@ public sealed class ProgressBar : IProgress<SamplerStep>
         _interactive = ReferenceEquals(err, Console.Error) && !Console.IsErrorRedirected;
     }
 
-    public void Report(SamplerStep step)
+    public void Report(SamplerStep step) => Report(step.Index, step.Total);
+
+    public void Report(int index, int total)
     {
+        var step = new SamplerStep(index, total);
         double secondsPerStep = _clock.Elapsed.TotalSeconds / Math.Max(1, step.Index);
         const int width = 24;
         int filled = (int)Math.Round(width * (double)step.Index / step.Total);

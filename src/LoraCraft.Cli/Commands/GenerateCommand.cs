@@ -1,15 +1,14 @@
 using System.Globalization;
+using LoraCraft.Generation;
 using LoraCraft.IO;
 using LoraCraft.Lora;
 using LoraCraft.Models;
-using LoraCraft.Models.Loading;
 using LoraCraft.Pipelines;
-using LoraCraft.Sampling;
 using TorchSharp;
 
 namespace LoraCraft.Cli.Commands;
 
-/// <summary>`loracraft generate`: txt2img, img2img and inpainting from the command line.</summary>
+/// <summary>`loracraft generate`: flags in, <see cref="GenerationService"/> does the work, PNGs out.</summary>
 public static class GenerateCommand
 {
     public const string Version = "loracraft 0.1.0";
@@ -29,6 +28,7 @@ public static class GenerateCommand
         if (a.Positionals.Count > 0) throw new UserErrorException($"unexpected argument '{a.Positionals[0]}' (the prompt goes after --prompt)");
         string outPath = a.Require("out");
         if (!outPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UserErrorException($"--out must name a .png file, got '{outPath}'");
+        bool quiet = a.Flag("quiet"), crop = a.Flag("inpaint-crop");
         // --demo: a tiny random model and LoRA made once, for a first run without a checkpoint
         DemoAssets? demo = null;
         if (a.Flag("demo"))
@@ -37,230 +37,80 @@ public static class GenerateCommand
             demo = DemoAssets.Ensure(Path.Combine(Runtime.Paths.CacheRoot, "demo"), stderr);
             stderr.WriteLine("DEMO: a tiny model with RANDOM weights — the picture is noise. For real images: --model YOUR_CHECKPOINT.safetensors");
         }
-        string modelPath = demo?.Model ?? a.Require("model");
-        var prediction = a.Get("prediction") switch
-        {
-            null => (Prediction?)null,
-            "v" or "v_prediction" => Prediction.V,
-            "eps" or "epsilon" => Prediction.Epsilon,
-            var p => throw new UserErrorException($"--prediction must be eps or v, got '{p}'"),
-        };
-
-        // settings from a PNG first, then explicit options on top
-        var request = new GenerationRequest();
-        GenerationParameters? fromPng = null;
-        if (a.Get("from-png") is { } png)
-        {
-            var text = ImageFiles.ReadTextChunks(png);
-            if (!text.TryGetValue(ImageFiles.ParametersKey, out var parameters))
-                throw new UserErrorException($"{png}: no '{ImageFiles.ParametersKey}' text in this PNG");
-            fromPng = GenerationParameters.Parse(parameters);
-            request = fromPng.ApplyTo(request);
-        }
+        var job = new GenerationJob { Model = demo?.Model ?? a.Require("model"), ConfigDir = a.Get("config") ?? demo?.ConfigDir, TokenizerDir = a.Get("tokenizer") };
+        if (a.Get("from-png") is { } png) job = job.WithParameters(FromPng(png));
         else if (a.Get("prompt") is null && demo is null) throw new UserErrorException("'generate' needs --prompt (or --from-png)");
-        if (demo is not null && a.Get("prompt") is null) request = request with { Prompt = DemoAssets.DefaultPrompt };
+        if (demo is not null && a.Get("prompt") is null) job = job with { Prompt = DemoAssets.DefaultPrompt };
+        if (demo is not null && a.Get("width") is null && a.Get("height") is null && a.Get("from-png") is null) job = job with { Width = DemoAssets.Size, Height = DemoAssets.Size };
+        if (crop && (a.Get("init-image") is null || a.Get("mask") is null)) throw new UserErrorException("--inpaint-crop needs --init-image and --mask");
+        if (crop && a.Get("save-latent") is not null) throw new UserErrorException("--save-latent is not available with --inpaint-crop");
+        job = GenerateArgs.Apply(a, job) with { ReturnLatents = a.Get("save-latent") is not null };
+        GenerationService.Validate(job); // mistakes that need no model are reported before the (slow) load
 
-        CheckBeforeLoading(a);
-        var dtype = Runtime.Compute.ParseDType(a.Get("dtype"));
         int threads = Runtime.Compute.SetThreads(a.Get("threads") is null ? null : a.GetInt("threads", 0));
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        using var model = CheckpointLoader.Load(modelPath, new LoadOptions
+        using var models = new ModelCache(new ModelCacheOptions
         {
-            ConfigDir = a.Get("config") ?? demo?.ConfigDir, TokenizerDir = a.Get("tokenizer"), Prediction = prediction, DType = dtype,
-            Device = Runtime.Compute.ParseDevice(a.Get("device") ?? "cpu"),
+            DType = Runtime.Compute.ParseDType(a.Get("dtype")), Device = Runtime.Compute.ParseDevice(a.Get("device") ?? "cpu"),
         });
-        bool quiet = a.Flag("quiet");
-        if (!quiet)
-            stderr.WriteLine($"loaded {model.Family.Id()}{(model.Inpainting ? " inpainting" : "")} model {modelPath} in {sw.Elapsed.TotalSeconds:F1} s " +
-                             $"({Runtime.Compute.Name(dtype)}, {threads} threads)");
-
-        request = Apply(a, request, model, fromPng is not null);
-        if (demo is not null && a.Get("width") is null && a.Get("height") is null && fromPng is null)
-            request = request with { Width = DemoAssets.Size, Height = DemoAssets.Size };
-        int batch = a.GetInt("batch-count", 1);
-        if (batch < 1) throw new UserErrorException($"--batch-count must be 1 or more, got {batch}");
-        bool crop = a.Flag("inpaint-crop");
-        CropOptions? cropOptions = null;
-        if (crop)
+        using var service = new GenerationService(new GenerationServiceOptions
         {
-            // the image keeps its own size; only the crop around the mask is generated, at the working size
-            if (a.Get("init-image") is not { } image || a.Get("mask") is not { } cropMask)
-                throw new UserErrorException("--inpaint-crop needs --init-image and --mask");
-            if (a.Get("save-latent") is not null) throw new UserErrorException("--save-latent is not available with --inpaint-crop");
-            var initTensor = ImageFiles.LoadRgb(image);
-            var (cmw, cmh) = ImageFiles.Size(cropMask);
-            if (ImageSizing.ResizeNote("mask", cmw, cmh, (int)initTensor.shape[3], (int)initTensor.shape[2]) is { } maskNote) stderr.WriteLine("note: " + maskNote);
-            request = request with
-            {
-                InitImage = initTensor,
-                Mask = ImageFiles.LoadMask(cropMask, (int)initTensor.shape[3], (int)initTensor.shape[2]),
-                Width = (int)initTensor.shape[3],
-                Height = (int)initTensor.shape[2],
-            };
-            cropOptions = new CropOptions
-            {
-                ContextMargin = a.GetInt("crop-context", new CropOptions().ContextMargin),
-                WorkingSize = a.GetInt("crop-size", model.Family.DefaultSize()),
-            };
-            cropOptions.Validate();
-        }
-        else
-        {
-            if (a.Get("init-image") is { } init)
-            {
-                var (iw, ih) = ImageFiles.Size(init);
-                if (ImageSizing.ResizeNote("init image", iw, ih, request.Width, request.Height) is { } note) stderr.WriteLine("note: " + note);
-                request = request with { InitImage = ImageFiles.LoadRgb(init, request.Width, request.Height) };
-            }
-            if (a.Get("mask") is { } mask)
-            {
-                var (mw, mh) = ImageFiles.Size(mask);
-                if (ImageSizing.ResizeNote("mask", mw, mh, request.Width, request.Height) is { } note) stderr.WriteLine("note: " + note);
-                request = request with { Mask = ImageFiles.LoadMask(mask, request.Width, request.Height) };
-            }
-            request.Validate();
-        }
-        // a size that cannot fit in memory is refused (or tiled) before minutes of work
-        var need = MemoryEstimate.For(model, request.Width, request.Height, request.Cfg != 1);
-        var (tiling, tilingNote) = need.Fit(request.VaeTiling, Models.Vae.VaeTiling.ShouldTile(Models.Vae.VaeTilingMode.Auto, request.Height / 8, request.Width / 8),
-                                            AvailableMemory(a), request.Width, request.Height);
-        if (tilingNote is not null) stderr.WriteLine("note: " + tilingNote);
-        request = request with { VaeTiling = tiling };
-
-        // LoRAs: tags in the prompts (removed before encoding) and --lora options
-        var (prompt, promptTags) = LoraTags.Extract(request.Prompt);
-        var (negative, negativeTags) = LoraTags.Extract(request.Negative);
-        var selector = new LoraSelector(new LoraLibrary(a.Get("lora-dir") ?? demo?.LoraDir ?? Path.Combine("models", "Lora")), new LoraTargets(model), FileHashes.Default);
-        var loras = selector.Select(promptTags.Concat(negativeTags), a.GetAll("lora").Select(LoraTags.ParseOption),
-                                    LoraSelector.ParseHashes(fromPng?.Get("Lora hashes")));
-        using var patcher = new LoraPatcher();
-        patcher.Apply(loras.Select(l => l.Application).ToList());
-        foreach (var l in loras)
-        {
-            var unmatched = l.Application.Plan.Unmatched;
-            if (!quiet) stderr.WriteLine($"LoRA {l.Name}: unet {l.Tag.UNet}, te {l.Tag.TextEncoder}, {l.Application.Plan.Matched.Count} layers");
-            // a partial fit is worth knowing even with --quiet (that only silences progress)
-            if (unmatched.Count > 0)
-                stderr.WriteLine($"warning: LoRA {l.Name}: {unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", unmatched.Take(3))})");
-        }
-        // textual inversions: the library's, and those bundled in the LoRAs applied
-        var embeddings = new Text.Embeddings.EmbeddingLibrary(a.Get("embeddings-dir") ?? Text.Embeddings.EmbeddingLibrary.DefaultRoot).ToSet()
-            .With(loras.SelectMany(l => Text.Embeddings.TextualInversion.FromLora(l.Path)));
-        request = request with { Embeddings = embeddings };
-        // what the PNG records: the prompt with every LoRA as a tag, so --from-png reruns it
-        string recordedPrompt = string.Join(" ", new[] { request.Prompt }.Concat(loras.Skip(promptTags.Count + negativeTags.Count).Select(LoraSelector.TagFor)));
-        var extra = loras.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(loras)) } : null;
-
-        string modelName = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
-        string? modelHash = File.Exists(modelPath) ? FileHashes.Default.ModelHash(modelPath) : null;
-        for (int i = 0; i < batch; i++)
-        {
-            var job = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i), Prompt = prompt, Negative = negative };
-            string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
-            var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
-            var sampler = new SamplerContext(progress, cancel);
-            using var result = crop ? null : StableDiffusionPipeline.Generate(model, job, sampler);
-            using var stitched = crop ? CropAndStitch.Inpaint(model, job, cropOptions, sampler) : null;
-            if (result is not null && result.Prompts.Count > 1 && !quiet)
-                foreach (var change in result.Prompts.Skip(1))
-                    stderr.WriteLine($"prompt editing: from step {change.Step}: {string.Join(" AND ", change.Positive)}" + (change.Negative is { } n ? $" | negative: {n}" : ""));
-            if (stitched is not null && !quiet)
-                stderr.WriteLine($"inpainted crop {stitched.Box.Width}x{stitched.Box.Height} at ({stitched.Box.X},{stitched.Box.Y}) at {stitched.WorkingWidth}x{stitched.WorkingHeight}");
-            var parameters = GenerationParameters.Describe(job with { Prompt = recordedPrompt, Negative = request.Negative }, modelName, modelHash, Version, extra);
-            ImageFiles.SavePng(target, result?.Image ?? stitched!.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = parameters.Format() });
-            if (result is not null && a.Get("save-latent") is { } latentPath)
-            {
-                string lp = batch == 1 ? latentPath : NumberedPath(latentPath, i + 1);
-                SafetensorsWriter.Write(lp, [new("latent", result.Latent)], new Dictionary<string, string> { ["parameters"] = parameters.Format() });
-            }
-            stdout.WriteLine($"{target} (seed {job.Seed})");
-        }
+            AllowPaths = true, LoraDir = a.Get("lora-dir") ?? demo?.LoraDir ?? Path.Combine("models", "Lora"),
+            EmbeddingsDir = a.Get("embeddings-dir") ?? Text.Embeddings.EmbeddingLibrary.DefaultRoot, Version = Version,
+        }, models);
+        var shown = new Shown(job.BatchCount, outPath, a.Get("save-latent"), quiet, threads, stdout, stderr);
+        service.Run(job, new JobContext("cli", shown.Show, cancel));
         return 0;
     }
 
-    /// <summary>Mistakes that need no model to spot are reported before the (slow) load.</summary>
-    static void CheckBeforeLoading(Args a)
+    /// <summary>Events as the command line shows them; each image is written as soon as it is done.</summary>
+    sealed class Shown(int batch, string outPath, string? latentPath, bool quiet, int threads, TextWriter stdout, TextWriter stderr)
     {
-        foreach (var dim in new[] { "width", "height" })
-            if (a.Get(dim) is not null && a.GetInt(dim, 0) is var v && (v <= 0 || v % 8 != 0 || v > MemoryEstimate.MaxSide))
-                throw new UserErrorException(v > MemoryEstimate.MaxSide ? $"--{dim} must be at most {MemoryEstimate.MaxSide}, got {v}" : $"--{dim} must be a positive multiple of 8, got {v}");
-        if (a.Get("seed") is { } seed) Seeds.Parse(seed);
-        AvailableMemory(a);
-        if (a.Get("steps") is not null && a.GetInt("steps", 0) < 1) throw new UserErrorException($"--steps must be 1 or more, got {a.Get("steps")}");
-        if (a.Get("cfg") is not null && a.GetDouble("cfg", 0) < 0) throw new UserErrorException($"--cfg must be 0 or more, got {a.Get("cfg")}");
-        if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
-            throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
-        if (a.Get("sampler") is not null || a.Get("scheduler") is not null) SamplerNames.Resolve(a.Get("sampler") ?? "euler_ancestral", a.Get("scheduler"));
-        ApplyPromptAndNoise(a, new GenerationRequest(), fromPng: true); // --noise, --prompt-style, ... spelled right
-        if (a.Get("mask") is not null && a.Get("init-image") is null) throw new UserErrorException("--mask needs --init-image");
-        foreach (var file in new[] { "init-image", "mask", "from-png" })
-            if (a.Get(file) is { } path && !File.Exists(path)) throw new FileNotFoundException($"--{file}: file not found: {path}", path);
-    }
+        ProgressBar? _bar = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : "image 1/" + batch);
 
-    static GenerationRequest Apply(Args a, GenerationRequest r, StableDiffusionModel model, bool fromPng)
-    {
-        if (a.Get("prompt") is { } prompt) r = r with { Prompt = prompt };
-        if (a.Get("negative") is { } negative) r = r with { Negative = negative };
-        // -1 (or no --seed) draws one; the seed used is printed and recorded
-        if (a.Get("seed") is { } seed) r = r with { Seed = Seeds.Parse(seed) };
-        else if (!fromPng) r = r with { Seed = Seeds.Random() };
-        if (a.Get("steps") is not null) r = r with { Steps = a.GetInt("steps", r.Steps) };
-        if (a.Get("cfg") is not null) r = r with { Cfg = a.GetDouble("cfg", r.Cfg) };
-        // "Euler a", "DPM++ 2M Karras", "dpmpp_2m" ...; --scheduler overrides the name's schedule
-        if (a.Get("sampler") is not null || a.Get("scheduler") is not null)
+        public void Show(JobEvent e)
         {
-            var (sampler, scheduler) = SamplerNames.Resolve(a.Get("sampler") ?? r.Sampler, a.Get("scheduler"));
-            r = r with { Sampler = sampler, Scheduler = scheduler };
+        switch (e)
+        {
+            case JobMessage m:
+                stderr.WriteLine((m.Warning ? "warning: " : "note: ") + m.Text);
+                break;
+            case JobPhase { Phase: "loaded" } p when !quiet:
+                stderr.WriteLine($"loaded {p.Detail}, {threads} threads");
+                break;
+            case JobPhase { Phase: "loras", Detail: { Length: > 0 } d } when !quiet:
+                stderr.WriteLine("LoRA " + d.Replace(", ", "\nLoRA ", StringComparison.Ordinal));
+                break;
+            case JobPhase { Phase: "prompt" } p when !quiet:
+                stderr.WriteLine("prompt editing: " + p.Detail);
+                break;
+            case JobStep s when _bar is not null:
+                _bar.Report(s.Step, s.Steps);
+                break;
+            case JobImage img:
+                string target = batch == 1 ? outPath : NumberedPath(outPath, img.Index + 1);
+                if (img.Image.Crop is { } box && !quiet)
+                    stderr.WriteLine($"inpainted crop {box.Width}x{box.Height} at ({box.X},{box.Y})");
+                AtomicFile.WriteAllBytes(target, img.Image.Png);
+                if (latentPath is not null && img.Image.Latent is { } latent)
+                {
+                    using var tensor = torch.tensor(latent.Values, latent.Shape);
+                    SafetensorsWriter.Write(batch == 1 ? latentPath : NumberedPath(latentPath, img.Index + 1), [new("latent", tensor)],
+                                            new Dictionary<string, string> { ["parameters"] = img.Image.Infotext });
+                }
+                stdout.WriteLine($"{target} (seed {img.Image.Seed})");
+                if (!quiet && img.Index + 1 < batch) _bar = new ProgressBar(stderr, $"image {img.Index + 2}/{batch}");
+                break;
         }
-        int size = model.Family.DefaultSize();
-        if (model.Family == ModelFamily.Sd2 && model.Prediction == Prediction.Epsilon) size = 512;
-        int? width = a.Get("width") is null ? null : a.GetInt("width", 0), height = a.Get("height") is null ? null : a.GetInt("height", 0);
-        if (a.Get("init-image") is { } init && !a.Flag("inpaint-crop") && !fromPng)
-        {
-            // img2img takes the image's size unless told otherwise
-            var (iw, ih) = ImageFiles.Size(init);
-            (width, height) = ImageSizing.WorkingSize(iw, ih, width, height);
         }
-        else if (!fromPng) r = r with { Width = size, Height = size };
-        if (width is not null) r = r with { Width = width.Value };
-        if (height is not null) r = r with { Height = height.Value };
-        if (a.Get("clip-skip") is not null) r = r with { ClipSkip = a.GetInt("clip-skip", r.ClipSkip) };
-        if (a.Get("denoise") is not null) r = r with { Denoise = a.GetDouble("denoise", r.Denoise) };
-        else if (!fromPng && a.Get("init-image") is not null && a.Get("mask") is null) r = r with { Denoise = 0.75 };
-        r = ApplyPromptAndNoise(a, r, fromPng);
-        return r with { VaeTiling = Models.Vae.VaeTiling.Parse(a.Get("vae-tiling")) };
     }
 
-    /// <summary>What the machine has free, or less when --memory-limit (e.g. 8G, 512M) says so.</summary>
-    static long AvailableMemory(Args a)
+    static GenerationParameters FromPng(string png)
     {
-        long available = Runtime.SystemMemory.AvailableBytes();
-        if (a.Get("memory-limit") is not { } text) return available;
-        string t = text.Trim().ToUpperInvariant().TrimEnd('B');
-        double unit = t.EndsWith('K') ? 1e3 : t.EndsWith('M') ? 1e6 : t.EndsWith('G') ? 1e9 : t.EndsWith('T') ? 1e12 : 1;
-        if (unit > 1) t = t[..^1];
-        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || v <= 0)
-            throw new UserErrorException($"--memory-limit must be a size such as 8G or 512M, got '{text}'");
-        return Math.Min(available, (long)(v * unit));
-    }
-
-    /// <summary>Prompt language and A1111's seed options; --noise nv or a variation seed imply A1111's noise conventions.</summary>
-    static GenerationRequest ApplyPromptAndNoise(Args a, GenerationRequest r, bool fromPng)
-    {
-        if (a.Get("prompt-style") is not null) r = r with { PromptStyle = DebugCommand.ParseStyle(a.Get("prompt-style")) };
-        if (a.Flag("old-scheduling")) r = r with { OldScheduling = true };
-        if (a.Get("noise") is not null) r = r with { Noise = DebugCommand.ParseNoise(a.Get("noise")) };
-        if (a.Get("subseed-strength") is not null) r = r with { SubseedStrength = a.GetDouble("subseed-strength", 0) };
-        if (a.Get("subseed") is { } sub) r = r with { Subseed = Seeds.Parse(sub) };
-        else if (!fromPng && r.SubseedStrength != 0) r = r with { Subseed = Seeds.Random() };
-        var convention = a.Get("noise-convention") switch
-        {
-            null => r.Noise == RandomSource.Nv || r.SubseedStrength != 0 ? NoiseConvention.A1111 : r.NoiseConvention,
-            "a1111" => NoiseConvention.A1111,
-            "comfy" or "comfyui" => NoiseConvention.ComfyUI,
-            var c => throw new UserErrorException($"--noise-convention must be comfy or a1111, got '{c}'"),
-        };
-        return r with { NoiseConvention = convention };
+        if (!File.Exists(png)) throw new FileNotFoundException($"--from-png: file not found: {png}", png);
+        var text = ImageFiles.ReadTextChunks(png);
+        if (!text.TryGetValue(ImageFiles.ParametersKey, out var parameters))
+            throw new UserErrorException($"{png}: no '{ImageFiles.ParametersKey}' text in this PNG");
+        return GenerationParameters.Parse(parameters);
     }
 
     /// <summary>out.png -> out-2.png for the i-th image of a batch.</summary>

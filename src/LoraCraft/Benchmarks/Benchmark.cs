@@ -58,7 +58,7 @@ public static class Benchmark
     {
         "sd15" => RandomModelKind.Sd15,
         "sdxl" => RandomModelKind.Sdxl,
-        _ => throw new UserErrorException($"--family must be sd15 or sdxl, got '{family}'"),
+        _ => throw new UserErrorException($"family must be sd15 or sdxl, got '{family}'") { Field = "family" },
     };
 
     /// <summary>Builds (once) the random checkpoint and a byte-level tokenizer for it.</summary>

@@ -130,21 +130,9 @@ public sealed class LoraInfo
 
     /// <summary>
     /// Every file of <paramref name="library"/>, in its order, read in parallel; a file that is
-    /// not a readable LoRA gets its error instead of hiding the others. The hash cache is written
-    /// once at the end, not per new hash.
+    /// not a readable LoRA gets its error instead of hiding the others (see <see cref="LoraLibrary.Listings"/>).
     /// </summary>
-    public static IReadOnlyList<LoraListing> List(LoraLibrary library, FileHashes? hashes = null)
-    {
-        using var batch = hashes?.Batch();
-        return library.Files.AsParallel().AsOrdered().Select(path =>
-        {
-            try { return new LoraListing(path, Read(path, hashes), null); }
-            catch (Exception e) when (e is UserErrorException or IOException or UnauthorizedAccessException)
-            {
-                return new LoraListing(path, null, e.Message);
-            }
-        }).ToList();
-    }
+    public static IReadOnlyList<LoraListing> List(LoraLibrary library, FileHashes? hashes = null) => library.Listings(hashes);
 
     /// <summary>The model part a module key addresses, from its prefix; null when the prefix is unknown.</summary>
     public static LoraComponent? ComponentOf(string key)

@@ -10,18 +10,60 @@ namespace LoraCraft.Lora;
 public sealed class LoraLibrary
 {
     public string Root { get; }
-    readonly Lazy<IReadOnlyList<string>> _files;
+    readonly object _lock = new();
+    IReadOnlyList<string>? _files;
+    readonly Dictionary<string, (long Size, DateTime Modified, LoraListing Listing)> _listings = new(StringComparer.Ordinal);
 
-    public LoraLibrary(string root)
+    public LoraLibrary(string root) => Root = root;
+
+    /// <summary>The `.safetensors` files under the folder, scanned on first use and after <see cref="Refresh"/>.</summary>
+    public IReadOnlyList<string> Files
     {
-        Root = root;
-        _files = new(() => Directory.Exists(root)
-            ? Directory.EnumerateFiles(root, "*.safetensors", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
-                .Order(StringComparer.Ordinal).ToList()
-            : []);
+        get
+        {
+            lock (_lock)
+                return _files ??= Directory.Exists(Root)
+                    ? Directory.EnumerateFiles(Root, "*.safetensors", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
+                        .Order(StringComparer.Ordinal).ToList()
+                    : [];
+        }
     }
 
-    public IReadOnlyList<string> Files => _files.Value;
+    /// <summary>Scans the folder again (A1111's refresh-loras); parsed headers of unchanged files are kept.</summary>
+    public void Refresh()
+    {
+        lock (_lock) _files = null;
+    }
+
+    /// <summary>
+    /// Every file's summary (header and sidecars only), each parsed once and reused until its size
+    /// or modification time changes; unreadable files carry their error.
+    /// </summary>
+    public IReadOnlyList<LoraListing> Listings(FileHashes? hashes = null)
+    {
+        var files = Files;
+        using var batch = hashes?.Batch();
+        var result = files.AsParallel().AsOrdered().Select(path =>
+        {
+            var info = new FileInfo(path);
+            lock (_listings)
+                if (_listings.TryGetValue(path, out var c) && info.Exists && c.Size == info.Length && c.Modified == info.LastWriteTimeUtc
+                    && (hashes is null || c.Listing.Info?.Hash is not null || c.Listing.Info is null))
+                    return c.Listing;
+            LoraListing listing;
+            try { listing = new LoraListing(path, LoraInfo.Read(path, hashes), null); }
+            catch (Exception e) when (e is UserErrorException or IOException or UnauthorizedAccessException)
+            {
+                listing = new LoraListing(path, null, e.Message);
+            }
+            lock (_listings) _listings[path] = (info.Exists ? info.Length : -1, info.Exists ? info.LastWriteTimeUtc : default, listing);
+            return listing;
+        }).ToList();
+        return result;
+    }
+
+    /// <summary>The library name of a file under the folder: its stem.</summary>
+    public static string NameOf(string path) => Path.GetFileNameWithoutExtension(path);
 
     public string Resolve(string name)
     {
@@ -31,7 +73,7 @@ public sealed class LoraLibrary
         if (exact.Count > 0) return exact[0];
         var folded = Files.Where(f => string.Equals(Path.GetFileNameWithoutExtension(f), name, StringComparison.OrdinalIgnoreCase)).ToList();
         if (folded.Count > 0) return folded[0];
-        if (!Directory.Exists(Root)) throw new UserErrorException($"LoRA '{name}' not found: the LoRA folder {Root} does not exist (use --lora-dir)");
+        if (!Directory.Exists(Root)) throw new UserErrorException(ErrorKind.NotFound, $"LoRA '{name}' not found: the LoRA folder {Root} does not exist");
         var pickle = new[] { ".pt", ".ckpt", ".bin" }
             .SelectMany(ext => Directory.EnumerateFiles(Root, name + ext, new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, MatchCasing = MatchCasing.CaseInsensitive }))
             .FirstOrDefault();

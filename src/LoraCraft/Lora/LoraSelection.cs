@@ -4,26 +4,26 @@ using LoraCraft.IO;
 namespace LoraCraft.Lora;
 
 /// <summary>A LoRA chosen for a generation: where it came from and how it is applied.</summary>
-public sealed record SelectedLora(string Name, string Path, LoraTag Tag, LoraApplication Application);
+/// <param name="FromPrompt">Named by a tag in the prompt (so the recorded prompt already carries it).</param>
+public sealed record SelectedLora(string Name, string Path, LoraTag Tag, bool FromPrompt);
 
 /// <summary>
-/// Turns prompt tags and command-line choices into LoRA applications for one model: finds the
-/// files (by name in the library, by path, or — for PNGs from elsewhere — by A1111 hash),
-/// loads each file once per process and maps it onto the model.
+/// Turns prompt tags and structured choices into LoRA files: by name in the library (exact, then
+/// any case), by path where allowed (the CLI; never from an HTTP request), or — for PNGs made
+/// elsewhere, whose LoRAs may have been renamed — by A1111's LoRA hash.
 /// </summary>
-public sealed class LoraSelector(LoraLibrary library, LoraTargets targets, FileHashes hashes)
+public sealed class LoraSelector(LoraLibrary library, FileHashes hashes, bool allowPaths)
 {
-    readonly Dictionary<string, LoraPlan> _plans = new(StringComparer.Ordinal);
-
-    /// <param name="fromPromptTags">tags found in the prompt (names only)</param>
-    /// <param name="fromOptions">`--lora` values (file or name)</param>
+    /// <param name="fromPromptTags">tags found in the prompt and negative prompt</param>
+    /// <param name="fromOptions">structured choices (ComfyUI's LoraLoader, --lora, the native API's list)</param>
     /// <param name="knownHashes">name -> hash from a PNG's `Lora hashes`, used when a name is not in the library</param>
     public IReadOnlyList<SelectedLora> Select(IEnumerable<LoraTag> fromPromptTags, IEnumerable<LoraTag> fromOptions,
                                               IReadOnlyDictionary<string, string>? knownHashes = null)
     {
         var result = new List<SelectedLora>();
-        foreach (var tag in fromPromptTags) result.Add(Make(tag, ResolveTagName(tag.Name, knownHashes)));
-        foreach (var tag in fromOptions) result.Add(Make(tag, library.ResolveFileOrName(tag.Name)));
+        foreach (var tag in fromPromptTags) result.Add(Make(tag, ResolveTagName(tag.Name, knownHashes), fromPrompt: true));
+        foreach (var tag in fromOptions)
+            result.Add(Make(tag, allowPaths ? library.ResolveFileOrName(tag.Name) : ResolveTagName(tag.Name, knownHashes), fromPrompt: false));
         return result;
     }
 
@@ -36,16 +36,14 @@ public sealed class LoraSelector(LoraLibrary library, LoraTargets targets, FileH
         catch (UserErrorException) when (knownHashes is not null && knownHashes.TryGetValue(name, out var hash))
         {
             return library.FindByHash(hash, hashes)
-                   ?? throw new UserErrorException($"LoRA '{name}' (hash {hash}) is neither named nor hashed like any file in {library.Root}");
+                   ?? throw new UserErrorException(ErrorKind.NotFound, $"LoRA '{name}' (hash {hash}) is neither named nor hashed like any file in {library.Root}");
         }
     }
 
-    SelectedLora Make(LoraTag tag, string path)
+    static SelectedLora Make(LoraTag tag, string path, bool fromPrompt)
     {
         var full = System.IO.Path.GetFullPath(path);
-        if (!_plans.TryGetValue(full, out var plan)) _plans[full] = plan = LoraPlan.Create(LoraFile.Load(full), targets);
-        return new SelectedLora(System.IO.Path.GetFileNameWithoutExtension(full), full, tag,
-                                new LoraApplication(plan, tag.UNet, tag.TextEncoder, tag.DynRank));
+        return new SelectedLora(System.IO.Path.GetFileNameWithoutExtension(full), full, tag, fromPrompt);
     }
 
     /// <summary>A1111's `Lora hashes` value: "name: hash, name: hash".</summary>
@@ -65,7 +63,7 @@ public sealed class LoraSelector(LoraLibrary library, LoraTargets targets, FileH
         return map;
     }
 
-    /// <summary>The prompt tag that reproduces a command-line LoRA (so a PNG's prompt reruns it).</summary>
+    /// <summary>The prompt tag that reproduces a structured LoRA (so a PNG's prompt reruns it).</summary>
     public static string TagFor(SelectedLora s) => s.Tag.TextEncoder == s.Tag.UNet
         ? $"<lora:{s.Name}:{Num(s.Tag.UNet)}>"
         : $"<lora:{s.Name}:{Num(s.Tag.TextEncoder)}:{Num(s.Tag.UNet)}>";

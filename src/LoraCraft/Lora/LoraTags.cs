@@ -62,7 +62,7 @@ public static partial class LoraTags
             numeric++;
         }
         string name = string.Join(':', parts[..(parts.Length - numeric)]);
-        if (name.Length == 0) throw new UserErrorException($"--lora '{value}' names no LoRA");
+        if (name.Length == 0) throw new UserErrorException($"lora '{value}' names no LoRA") { Field = "lora" };
         double unet = numeric >= 1 ? double.Parse(parts[parts.Length - numeric], CultureInfo.InvariantCulture) : 1.0;
         double te = numeric == 2 ? double.Parse(parts[^1], CultureInfo.InvariantCulture) : unet;
         return new LoraTag(name, te, unet, null);

@@ -27,10 +27,15 @@ public sealed class StableDiffusionModel : IDisposable
     public double LatentScale => Family.LatentScale();
     public ScalarType DType => UNet.DType;
 
+    /// <summary>UNet, VAE and text encoders.</summary>
+    public IEnumerable<Net> Nets => [UNet, Vae, .. TextEncoders.Select(t => t.Model)];
+
+    /// <summary>Bytes the loaded weights take.</summary>
+    public long WeightBytes => Nets.SelectMany(n => n.Weights()).Sum(w => w.Weight.Value is { } t ? t.numel() * t.ElementSize : 0);
+
     public void Dispose()
     {
-        IEnumerable<Net> nets = [UNet, Vae, .. TextEncoders.Select(t => t.Model)];
-        foreach (var net in nets)
+        foreach (var net in Nets)
             foreach (var (_, w) in net.Weights())
             {
                 w.Value?.Dispose();

@@ -21,6 +21,8 @@ public sealed record GenerationRequest
     public Tensor? InitImage { get; init; }
     /// <summary>Mask [1,1,H,W] in [0,1], 1 = repaint.</summary>
     public Tensor? Mask { get; init; }
+    /// <summary>What the masked latent starts from (A1111's "masked content": original, latent noise, latent nothing).</summary>
+    public MaskedLatentFill MaskedLatent { get; init; } = MaskedLatentFill.Original;
     /// <summary>Whether the VAE works in tiles (auto: only for large images).</summary>
     public Models.Vae.VaeTilingMode VaeTiling { get; init; } = Models.Vae.VaeTilingMode.Auto;
     /// <summary>Whose prompt language: A1111's (emphasis, BREAK, editing, AND) or ComfyUI's CLIPTextEncode weighting.</summary>
@@ -51,12 +53,10 @@ public sealed record GenerationRequest
             throw new UserErrorException($"init image is {InitImage.shape[3]}x{InitImage.shape[2]}, expected {Width}x{Height}");
         if (Mask is not null && (Mask.shape[2] != Height || Mask.shape[3] != Width))
             throw new UserErrorException($"mask is {Mask.shape[3]}x{Mask.shape[2]}, expected {Width}x{Height}");
-        if (!Sampling.Samplers.Names.Contains(Sampler))
-            throw new UserErrorException($"unknown sampler '{Sampler}' (known: {string.Join(", ", Sampling.Samplers.Names)})");
+        Sampling.SamplerRegistry.RequireSampler(Sampler);
         if (SubseedStrength is < 0 or > 1 || double.IsNaN(SubseedStrength))
             throw new UserErrorException($"subseed strength must be in [0, 1], got {SubseedStrength}");
-        if (!Sampling.Schedulers.Names.Contains(Scheduler))
-            throw new UserErrorException($"unknown scheduler '{Scheduler}' (known: {string.Join(", ", Sampling.Schedulers.Names)})");
+        Sampling.SamplerRegistry.RequireScheduler(Scheduler);
     }
 }
 
@@ -68,6 +68,8 @@ public sealed record GenerationResult(Tensor Latent, Tensor Image, float[] Sigma
 {
     /// <summary>The prompt texts in use from each step on where they changed (prompt editing).</summary>
     public IReadOnlyList<StepPrompts> Prompts { get; init; } = [];
+    /// <summary>Sampling was stopped early (skip / interrupt): the latent is the last denoised estimate.</summary>
+    public bool Partial { get; init; }
 
     public void Dispose()
     {

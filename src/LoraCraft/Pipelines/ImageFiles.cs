@@ -16,51 +16,98 @@ public static class ImageFiles
     public const string ParametersKey = "parameters";
 
     /// <summary>RGB image as [1,3,H,W] = bytes / 255, resized (high quality) to width x height when given.</summary>
-    public static Tensor LoadRgb(string path, int? width = null, int? height = null) => Load(path, width, height, mask: false);
+    public static Tensor LoadRgb(string path, int? width = null, int? height = null) => Decode(ReadImage(path), path, width, height, Channel.Rgb);
 
     /// <summary>Grayscale mask as [1,1,H,W] in [0,1]; white = repaint. Uses the luma of RGB masks.</summary>
-    public static Tensor LoadMask(string path, int? width = null, int? height = null) => Load(path, width, height, mask: true);
+    public static Tensor LoadMask(string path, int? width = null, int? height = null) => Decode(ReadImage(path), path, width, height, Channel.Luma);
+
+    /// <summary>The same from encoded bytes (PNG, JPEG, WebP, BMP, GIF); <paramref name="what"/> names it in errors.</summary>
+    public static Tensor DecodeRgb(byte[] encoded, string what, int? width = null, int? height = null) => Decode(encoded, what, width, height, Channel.Rgb);
+
+    public static Tensor DecodeMask(byte[] encoded, string what, int? width = null, int? height = null) => Decode(encoded, what, width, height, Channel.Luma);
+
+    /// <summary>1 − alpha as [1,1,H,W] (ComfyUI's LoadImage MASK), or null when the image has no alpha.</summary>
+    public static Tensor? DecodeAlphaMask(byte[] encoded, string what)
+    {
+        using var codec = Codec(encoded, what);
+        if (codec.Info.AlphaType == SKAlphaType.Opaque) return null;
+        return Decode(encoded, what, null, null, Channel.InverseAlpha);
+    }
 
     /// <summary>Width and height of an image file without decoding its pixels.</summary>
     public static (int Width, int Height) Size(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"image not found: {path}", path);
-        using var codec = SKCodec.Create(path) ?? throw new UserErrorException($"{path}: not a readable image");
+        var bytes = ReadImage(path);
+        return Size(bytes, path);
+    }
+
+    public static (int Width, int Height) Size(byte[] encoded, string what)
+    {
+        using var codec = Codec(encoded, what);
         return (codec.Info.Width, codec.Info.Height);
     }
 
-    static Tensor Load(string path, int? width, int? height, bool mask)
+    static byte[] ReadImage(string path) =>
+        File.Exists(path) ? File.ReadAllBytes(path) : throw new FileNotFoundException($"image not found: {path}", path);
+
+    static SKCodec Codec(byte[] encoded, string what)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"image not found: {path}", path);
-        using var decoded = SKBitmap.Decode(path) ?? throw new UserErrorException($"{path}: not a readable image");
-        var bitmap = decoded;
-        SKBitmap? resized = null;
-        if ((width ?? decoded.Width) != decoded.Width || (height ?? decoded.Height) != decoded.Height)
+        // the codec owns the stream it reads from
+        var stream = new SKMemoryStream(encoded);
+        var codec = SKCodec.Create(stream);
+        if (codec is null)
         {
-            resized = decoded.Resize(new SKImageInfo(width!.Value, height!.Value, SKColorType.Rgba8888, SKAlphaType.Unpremul),
-                                     new SKSamplingOptions(SKCubicResampler.Mitchell))
-                      ?? throw new UserErrorException($"{path}: cannot resize to {width}x{height}");
+            stream.Dispose();
+            throw new UserErrorException($"{what}: not a readable image");
+        }
+        return codec;
+    }
+
+    enum Channel { Rgb, Luma, InverseAlpha }
+
+    static Tensor Decode(byte[] encoded, string what, int? width, int? height, Channel channel)
+    {
+        // decoded straight into unpremultiplied RGBA, whatever the file holds
+        using var codec = Codec(encoded, what);
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var rgba = new SKBitmap(info);
+        var status = codec.GetPixels(info, rgba.GetPixels());
+        if (status is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+            throw new UserErrorException($"{what}: the image cannot be decoded ({status})");
+        var bitmap = rgba;
+        SKBitmap? resized = null;
+        if ((width ?? rgba.Width) != rgba.Width || (height ?? rgba.Height) != rgba.Height)
+        {
+            resized = rgba.Resize(new SKImageInfo(width!.Value, height!.Value, SKColorType.Rgba8888, SKAlphaType.Unpremul),
+                                  new SKSamplingOptions(SKCubicResampler.Mitchell))
+                      ?? throw new UserErrorException($"{what}: cannot resize to {width}x{height}");
             bitmap = resized;
         }
         try
         {
             int w = bitmap.Width, h = bitmap.Height;
-            var data = new float[(mask ? 1 : 3) * h * w];
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++)
+            var px = bitmap.GetPixelSpan();
+            int planes = channel == Channel.Rgb ? 3 : 1;
+            var data = new float[planes * h * w];
+            for (int i = 0; i < w * h; i++)
+            {
+                byte r = px[4 * i], g = px[4 * i + 1], b = px[4 * i + 2], a = px[4 * i + 3];
+                switch (channel)
                 {
-                    var c = bitmap.GetPixel(x, y);
-                    int i = y * w + x;
-                    if (mask)
-                        data[i] = (c.Red == c.Green && c.Green == c.Blue ? c.Red : 0.299f * c.Red + 0.587f * c.Green + 0.114f * c.Blue) / 255f;
-                    else
-                    {
-                        data[i] = c.Red / 255f;
-                        data[h * w + i] = c.Green / 255f;
-                        data[2 * h * w + i] = c.Blue / 255f;
-                    }
+                    case Channel.Rgb:
+                        data[i] = r / 255f;
+                        data[h * w + i] = g / 255f;
+                        data[2 * h * w + i] = b / 255f;
+                        break;
+                    case Channel.Luma:
+                        data[i] = (r == g && g == b ? r : 0.299f * r + 0.587f * g + 0.114f * b) / 255f;
+                        break;
+                    default:
+                        data[i] = 1 - a / 255f;
+                        break;
                 }
-            return torch.tensor(data, [1, mask ? 1 : 3, h, w]);
+            }
+            return torch.tensor(data, [1, planes, h, w]);
         }
         finally
         {
@@ -77,12 +124,17 @@ public static class ImageFiles
     }
 
     /// <summary>Writes a PNG (temp file, then rename) with optional text chunks.</summary>
-    public static void SavePng(string path, Tensor image, IReadOnlyDictionary<string, string>? text = null)
+    public static void SavePng(string path, Tensor image, IReadOnlyDictionary<string, string>? text = null) =>
+        AtomicFile.WriteAllBytes(path, EncodePng(image, text));
+
+    /// <summary>A PNG of [1,3,H,W] in [0,1] (or [1,1,H,W], written grey) with optional text chunks.</summary>
+    public static byte[] EncodePng(Tensor image, IReadOnlyDictionary<string, string>? text = null)
     {
+        using var rgbImage = image.shape[1] == 1 ? image.expand(-1, 3, -1, -1) : image.alias();
         int h = (int)image.shape[2], w = (int)image.shape[3];
-        var rgb = ToRgbBytes(image);
+        var rgb = ToRgbBytes(rgbImage);
         using var bitmap = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        var pixels = new byte[w * h * 4];
+        var pixels = bitmap.GetPixelSpan();
         for (int i = 0; i < w * h; i++)
         {
             pixels[4 * i] = rgb[3 * i];
@@ -90,11 +142,9 @@ public static class ImageFiles
             pixels[4 * i + 2] = rgb[3 * i + 2];
             pixels[4 * i + 3] = 255;
         }
-        System.Runtime.InteropServices.Marshal.Copy(pixels, 0, bitmap.GetPixels(), pixels.Length);
         using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100) ?? throw new InvalidOperationException("PNG encoding failed");
         var png = encoded.ToArray();
-        if (text is { Count: > 0 }) png = InsertTextChunks(png, text);
-        AtomicFile.WriteAllBytes(path, png);
+        return text is { Count: > 0 } ? InsertTextChunks(png, text) : png;
     }
 
     /// <summary>Adds tEXt chunks (iTXt when the value is not Latin-1, as PIL does) right after IHDR.</summary>

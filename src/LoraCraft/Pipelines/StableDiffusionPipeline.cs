@@ -44,6 +44,13 @@ public static class StableDiffusionPipeline
         using var seedNoise = SeedNoise.Create(latentShape, request.Seed, request.Noise, request.NoiseConvention, request.Subseed, request.SubseedStrength);
         var noise = seedNoise.Initial;
         NoiseSource ancestral = seedNoise.NextAncestral;
+        if (request.Mask is not null && request.MaskedLatent != MaskedLatentFill.Original)
+        {
+            // A1111's "latent noise" / "latent nothing": the masked latent starts from noise or zeros
+            var m = latentMask ?? F.interpolate(request.Mask.to(ScalarType.Float32), size: [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
+            var fill = request.MaskedLatent == MaskedLatentFill.Noise ? noise : zeros_like(latent);
+            latent = (latent * m.RSub(1)).Add(fill * m);
+        }
 
         float sigma0 = sigmas[0];
         bool fullDenoise = Math.Abs(schedule.SigmaMax - sigma0) <= 1e-5 * Math.Max(Math.Abs(schedule.SigmaMax), Math.Abs(sigma0)) || sigma0 > schedule.SigmaMax;
@@ -65,12 +72,23 @@ public static class StableDiffusionPipeline
         };
 
         double samplingStart = clock.Elapsed.TotalSeconds;
-        var final = Samplers.Sample(request.Sampler, denoiser, x, sigmas, ancestral, ctx);
+        Tensor final;
+        bool partial = false;
+        try
+        {
+            final = Samplers.Sample(request.Sampler, denoiser, x, sigmas, ancestral, ctx);
+        }
+        catch (SamplingStoppedException stopped)
+        {
+            // skip / interrupt: the last step's denoised estimate is the picture so far (A1111 does the same)
+            final = stopped.LastDenoised;
+            partial = true;
+        }
         Runtime.Compute.ReleaseFreedMemory();
         double decodeStart = clock.Elapsed.TotalSeconds;
         var image = DecodeLatent(model, final, request.VaeTiling);
         var timings = new GenerationTimings(textSeconds, decodeStart - samplingStart, clock.Elapsed.TotalSeconds - decodeStart);
-        return new GenerationResult(final.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope(), sigmas, timings) { Prompts = guidance.Timeline };
+        return new GenerationResult(final.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope(), sigmas, timings) { Prompts = guidance.Timeline, Partial = partial };
     }
 
     /// <summary>Image [1,3,H,W] in [0,1] -> scaled latent (mode of the VAE's distribution).</summary>

@@ -11,7 +11,7 @@ public static class Compute
         null or "auto" => CpuHasFastBf16() ? ScalarType.BFloat16 : ScalarType.Float32,
         "fp32" or "float32" => ScalarType.Float32,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
-        _ => throw new UserErrorException($"--dtype must be fp32, bf16 or auto, got '{name}'"),
+        _ => throw new UserErrorException($"dtype must be fp32, bf16 or auto, got '{name}'") { Field = "dtype" },
     };
 
     public static string Name(ScalarType t) => t switch
@@ -47,11 +47,11 @@ public static class Compute
                 return CudaAvailable() ? CUDA : CPU;
             case "cuda":
                 if (!CudaAvailable())
-                    throw new UserErrorException("--device cuda: no CUDA backend in this build or no GPU visible " +
-                                                 "(build with -p:TorchBackend=cuda for TorchSharp-cuda-linux)");
+                    throw new UserErrorException(ErrorKind.Unsupported, "device cuda: no CUDA backend in this build or no GPU visible " +
+                                                 "(build with -p:TorchBackend=cuda for TorchSharp-cuda-linux)") { Field = "device" };
                 return CUDA;
             default:
-                throw new UserErrorException($"--device must be cpu, cuda or auto, got '{name}'");
+                throw new UserErrorException($"device must be cpu, cuda or auto, got '{name}'") { Field = "device" };
         }
     }
 
@@ -77,7 +77,7 @@ public static class Compute
     public static int SetThreads(int? threads)
     {
         int n = threads ?? Environment.ProcessorCount;
-        if (n < 1) throw new UserErrorException($"--threads must be 1 or more, got {n}");
+        if (n < 1) throw new UserErrorException($"threads must be 1 or more, got {n}") { Field = "threads" };
         set_num_threads(n);
         return n;
     }

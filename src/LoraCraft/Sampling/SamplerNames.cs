@@ -16,38 +16,11 @@ namespace LoraCraft.Sampling;
 /// </remarks>
 public static class SamplerNames
 {
-    sealed record A1111Sampler(string Name, string Sampler, string Automatic, bool OwnTimesteps = false);
-
-    static readonly A1111Sampler[] A1111Samplers =
-    [
-        new("Euler a", "euler_ancestral", "normal"),
-        new("Euler", "euler", "normal"),
-        new("LMS", "lms", "normal"),
-        new("Heun", "heun", "normal"),
-        new("DPM2", "dpm_2", "karras"),
-        new("DPM2 a", "dpm_2_ancestral", "karras"),
-        new("DPM++ 2S a", "dpmpp_2s_ancestral", "karras"),
-        new("DPM++ 2M", "dpmpp_2m", "karras"),
-        new("DDIM", "ddim", "ddim_uniform", OwnTimesteps: true),
-        new("UniPC", "uni_pc", "sgm_uniform", OwnTimesteps: true),
-    ];
-
-    /// <summary>A1111 schedule types: the label it writes, our scheduler, other spellings it accepts.</summary>
-    static readonly (string Label, string Scheduler, string[] Aliases)[] A1111Schedules =
-    [
-        // A1111's Normal and Uniform (k-diffusion's default) both give ComfyUI's normal sigmas
-        ("Normal", "normal", ["Uniform"]),
-        ("Karras", "karras", []),
-        ("Exponential", "exponential", []),
-        ("SGM Uniform", "sgm_uniform", ["SGMUniform"]),
-        ("Simple", "simple", []),
-        ("DDIM", "ddim_uniform", []),
-    ];
-
     const string Automatic = "Automatic";
 
     /// <summary>The A1111 display names understood (each may also carry a schedule type suffix).</summary>
-    public static IReadOnlyList<string> A1111SamplerNames { get; } = A1111Samplers.Select(a => a.Name).ToArray();
+    public static IReadOnlyList<string> A1111SamplerNames { get; } =
+        SamplerRegistry.Samplers.Where(s => s.A1111Name is not null).Select(s => s.A1111Name!).ToArray();
 
     /// <summary>
     /// Any sampler name the CLI accepts, with an optional schedule (ours or an A1111 schedule type;
@@ -57,14 +30,14 @@ public static class SamplerNames
     public static (string Sampler, string Scheduler) Resolve(string sampler, string? schedule = null)
     {
         string name = sampler.Trim();
-        if (Samplers.Names.Contains(name)) return (name, ParseSchedule(schedule) ?? "normal");
+        if (SamplerRegistry.Sampler(name) is not null) return (name, ParseSchedule(schedule) ?? "normal");
         return FromA1111(name, schedule);
     }
 
     /// <summary>
     /// A1111's "Sampler" and "Schedule type" (null when absent) as our sampler and scheduler, the
-    /// way A1111 1.9+ reads them. Our own names are accepted too (what <see cref="ToA1111"/> writes
-    /// for samplers A1111 lacks).
+    /// way A1111 1.9+ reads them, with A1111's aliases (k_euler_a) and any case. Our own names are
+    /// accepted too (what <see cref="ToA1111"/> writes for samplers A1111 lacks).
     /// </summary>
     public static (string Sampler, string Scheduler) FromA1111(string displayName, string? scheduleType)
     {
@@ -83,15 +56,15 @@ public static class SamplerNames
                 break;
             }
         }
-        var (a1111, ours) = FindSampler(name) ?? throw UnknownSampler(displayName);
+        var (info, byA1111Name) = FindSampler(name) ?? throw UnknownSampler(displayName);
 
         string? schedule = ParseSchedule(scheduleType);
         if (fromName is not null && schedule is not null && fromName != schedule)
-            throw new UserErrorException($"sampler '{displayName}' names a schedule other than '{scheduleType}'");
+            throw new UserErrorException($"sampler '{displayName}' names a schedule other than '{scheduleType}'") { Field = "sampler" };
         schedule ??= fromName;
 
-        if (a1111 is null) return (ours!, schedule ?? "normal");
-        return (a1111.Sampler, a1111.OwnTimesteps ? a1111.Automatic : schedule ?? a1111.Automatic);
+        if (!byA1111Name) return (info.Id, schedule ?? "normal");
+        return (info.Id, info.OwnTimesteps ? info.Automatic : schedule ?? info.Automatic);
     }
 
     /// <summary>
@@ -102,43 +75,50 @@ public static class SamplerNames
     /// </summary>
     public static (string Sampler, string ScheduleType) ToA1111(string sampler, string scheduler)
     {
-        if (!Samplers.Names.Contains(sampler)) throw UnknownSampler(sampler);
-        string label = A1111Schedules.FirstOrDefault(s => s.Scheduler == scheduler).Label ?? throw UnknownSchedule(scheduler);
+        if (SamplerRegistry.Sampler(sampler) is null) throw UnknownSampler(sampler);
+        var schedule = SamplerRegistry.Scheduler(scheduler) ?? throw UnknownSchedule(scheduler);
+        string label = schedule.A1111Label ?? schedule.Id;
         string target = sampler == "ddim" && scheduler != "ddim_uniform" ? "euler" : sampler;
-        var a = A1111Samplers.FirstOrDefault(a => a.Sampler == target);
-        if (a is null || (a.OwnTimesteps && scheduler != a.Automatic)) return (sampler, label);
-        return (a.Name, scheduler == a.Automatic ? Automatic : label);
+        var a = SamplerRegistry.Sampler(target)!;
+        if (a.A1111Name is null || (a.OwnTimesteps && scheduler != a.Automatic)) return (sampler, label);
+        return (a.A1111Name, scheduler == a.Automatic ? Automatic : label);
     }
 
-    /// <summary>An A1111 display name (first) or one of ours, ignoring case.</summary>
-    static (A1111Sampler? A1111, string? Ours)? FindSampler(string name)
+    /// <summary>A1111's schedule label of one of our schedulers ("Karras"), or our id where A1111 has none.</summary>
+    public static string A1111Label(string scheduler) => SamplerRegistry.Scheduler(scheduler)?.A1111Label ?? scheduler;
+
+    /// <summary>An A1111 display name or alias (first), or one of ours, ignoring case; true when found by A1111's name.</summary>
+    static (SamplerInfo Info, bool ByA1111Name)? FindSampler(string name)
     {
-        var a = A1111Samplers.FirstOrDefault(a => a.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
-        if (a is not null) return (a, null);
-        var ours = Samplers.Names.FirstOrDefault(n => n.Equals(name, StringComparison.OrdinalIgnoreCase));
-        return ours is null ? null : (null, ours);
+        var a = SamplerRegistry.Samplers.FirstOrDefault(s =>
+            s.A1111Name is not null && (s.A1111Name.Equals(name, StringComparison.OrdinalIgnoreCase)
+                                        || s.A1111Aliases.Any(x => x.Equals(name, StringComparison.OrdinalIgnoreCase))));
+        if (a is not null) return (a, true);
+        var ours = SamplerRegistry.Samplers.FirstOrDefault(s => s.Id.Equals(name, StringComparison.OrdinalIgnoreCase));
+        return ours is null ? null : (ours, false);
     }
 
     static IEnumerable<string> ScheduleSpellings() =>
-        A1111Schedules.SelectMany(s => s.Aliases.Prepend(s.Scheduler).Prepend(s.Label)).Append(Automatic);
+        SamplerRegistry.Schedulers.Where(s => s.A1111Label is not null)
+            .SelectMany(s => s.Aliases.Prepend(s.Id).Prepend(s.A1111Label!)).Append(Automatic);
 
     /// <summary>Our scheduler for a schedule name or A1111 schedule type; null for none or Automatic.</summary>
-    static string? ParseSchedule(string? text)
+    public static string? ParseSchedule(string? text)
     {
         if (text is null) return null;
         string t = text.Trim();
-        if (t.Equals(Automatic, StringComparison.OrdinalIgnoreCase)) return null;
-        foreach (var s in A1111Schedules)
-            if (s.Aliases.Prepend(s.Scheduler).Prepend(s.Label).Any(x => x.Equals(t, StringComparison.OrdinalIgnoreCase)))
-                return s.Scheduler;
+        if (t.Length == 0 || t.Equals(Automatic, StringComparison.OrdinalIgnoreCase)) return null;
+        foreach (var s in SamplerRegistry.Schedulers)
+            if (s.Aliases.Prepend(s.Id).Append(s.A1111Label ?? s.Id).Any(x => x.Equals(t, StringComparison.OrdinalIgnoreCase)))
+                return s.Id;
         throw UnknownSchedule(text);
     }
 
-    static UserErrorException UnknownSampler(string name) => new(
-        $"unknown sampler '{name}' (known: {string.Join(", ", Samplers.Names)}; or A1111's {string.Join(", ", A1111SamplerNames)}, " +
-        "optionally followed by a schedule type, e.g. 'DPM++ 2M Karras')");
+    static UserErrorException UnknownSampler(string name) => new(ErrorKind.NotFound,
+        $"unknown sampler '{name}' (known: {string.Join(", ", SamplerRegistry.SamplerIds)}; or A1111's {string.Join(", ", A1111SamplerNames)}, " +
+        "optionally followed by a schedule type, e.g. 'DPM++ 2M Karras')") { Field = "sampler" };
 
-    static UserErrorException UnknownSchedule(string name) => new(
-        $"unknown schedule '{name}' (known: {string.Join(", ", Schedulers.Names)}; or A1111's {Automatic}, " +
-        $"{string.Join(", ", A1111Schedules.SelectMany(s => s.Aliases.Prepend(s.Label)))})");
+    static UserErrorException UnknownSchedule(string name) => new(ErrorKind.NotFound,
+        $"unknown schedule '{name}' (known: {string.Join(", ", SamplerRegistry.SchedulerIds)}; or A1111's {Automatic}, " +
+        $"{string.Join(", ", SamplerRegistry.Schedulers.Where(s => s.A1111Label is not null).SelectMany(s => s.Aliases.Prepend(s.A1111Label!)))})") { Field = "scheduler" };
 }

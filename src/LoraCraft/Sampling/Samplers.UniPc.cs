@@ -38,7 +38,7 @@ public static partial class Samplers
                     ds.RemoveAt(0);
                 }
             }
-            ctx.Step(i - 1, n);
+            ctx.Step(i - 1, n, x, ds[^1]);
         }
         foreach (var d in ds) d.Dispose();
         return x;

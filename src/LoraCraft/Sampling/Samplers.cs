@@ -9,23 +9,43 @@ public delegate Tensor Denoiser(Tensor x, float sigma);
 /// <summary>Fresh standard-normal noise of the latent's shape (ancestral samplers).</summary>
 public delegate Tensor NoiseSource();
 
-public readonly record struct SamplerStep(int Index, int Total);
+/// <summary>
+/// A finished step (1-based <see cref="Index"/> of <see cref="Total"/>), with the sampler's x and
+/// the step's denoised estimate as k-diffusion's callback gives them. The tensors are borrowed:
+/// valid only while the report runs (copy what you keep).
+/// </summary>
+public readonly record struct SamplerStep(int Index, int Total)
+{
+    public Tensor? X { get; init; }
+    public Tensor? Denoised { get; init; }
+}
 
-/// <summary>Per-run plumbing shared by every sampler: progress and cancellation.</summary>
+/// <summary>Sampling was asked to stop early (A1111's skip / interrupt); carries the last denoised estimate.</summary>
+public sealed class SamplingStoppedException(Tensor lastDenoised) : Exception("sampling stopped early")
+{
+    public Tensor LastDenoised { get; } = lastDenoised;
+}
+
+/// <summary>Per-run plumbing shared by every sampler: progress, cancellation, early stop.</summary>
 public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, CancellationToken Cancel = default)
 {
     /// <summary>Steps finished so far (the denoiser's current step is this + 1), for prompt editing.</summary>
     public int CompletedSteps { get; private set; }
 
+    /// <summary>Asked after each step: true ends sampling there (<see cref="SamplingStoppedException"/>).</summary>
+    public Func<bool>? Stop { get; init; }
+
     /// <summary>
     /// Called after each finished step: reports it, then stops if cancellation was requested, so
     /// a cancel (from the progress handler or another thread) never starts another model call.
     /// </summary>
-    public void Step(int i, int total)
+    public void Step(int i, int total, Tensor? x = null, Tensor? denoised = null)
     {
         CompletedSteps++;
-        Progress?.Report(new SamplerStep(i + 1, total));
+        Progress?.Report(new SamplerStep(i + 1, total) { X = x, Denoised = denoised });
         Cancel.ThrowIfCancellationRequested();
+        if (i + 1 < total && Stop?.Invoke() == true)
+            throw new SamplingStoppedException((denoised ?? x)?.clone() ?? throw new InvalidOperationException("nothing to stop with"));
     }
 }
 
@@ -36,31 +56,17 @@ public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, Can
 /// </summary>
 public static partial class Samplers
 {
-    public static readonly string[] Names =
-        ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral", "dpmpp_2m", "ddim",
-         "uni_pc", "uni_pc_bh2"];
+    /// <summary>Our sampler ids (<see cref="SamplerRegistry"/> holds everything else about them).</summary>
+    public static IReadOnlyList<string> Names => SamplerRegistry.SamplerIds;
 
-    public static bool IsAncestral(string name) => name is "euler_ancestral" or "dpm_2_ancestral" or "dpmpp_2s_ancestral";
+    public static bool IsAncestral(string name) => SamplerRegistry.Sampler(name)?.Ancestral == true;
 
     public static Tensor Sample(string name, Denoiser model, Tensor x, float[] sigmas, NoiseSource noise, SamplerContext? ctx = null)
     {
         ctx ??= new SamplerContext();
+        var sampler = SamplerRegistry.RequireSampler(name);
         ctx.Cancel.ThrowIfCancellationRequested();
-        return name switch
-        {
-            // ComfyUI's ddim is k-diffusion's euler: the same update (see SamplerFormulaTests)
-            "euler" or "ddim" => Euler(model, x, sigmas, ctx),
-            "euler_ancestral" => EulerAncestral(model, x, sigmas, noise, ctx),
-            "heun" => Heun(model, x, sigmas, ctx),
-            "dpm_2" => Dpm2(model, x, sigmas, ctx),
-            "dpm_2_ancestral" => Dpm2Ancestral(model, x, sigmas, noise, ctx),
-            "lms" => Lms(model, x, sigmas, ctx),
-            "dpmpp_2s_ancestral" => DpmPp2sAncestral(model, x, sigmas, noise, ctx),
-            "dpmpp_2m" => DpmPp2m(model, x, sigmas, ctx),
-            "uni_pc" => UniPc(model, x, sigmas, ctx, bh2: false),
-            "uni_pc_bh2" => UniPc(model, x, sigmas, ctx, bh2: true),
-            _ => throw new UserErrorException($"unknown sampler '{name}' (known: {string.Join(", ", Names)})"),
-        };
+        return sampler.Run(model, x, sigmas, noise, ctx);
     }
 
     /// <summary>The ODE derivative dx/dsigma = (x - denoised) / sigma.</summary>
@@ -126,7 +132,7 @@ public static partial class Samplers
             using var denoised = model(x, sigmas[i]);
             using var d = ToD(x, sigmas[i], denoised);
             x = Replace(x, Euler(x, d, sigmas[i + 1] - sigmas[i]));
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         return x;
     }
@@ -141,7 +147,7 @@ public static partial class Samplers
             using var d = ToD(x, sigmas[i], denoised);
             x = Replace(x, Euler(x, d, down - sigmas[i]));
             AddNoise(x, sigmas[i + 1], up, noise);
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         return x;
     }
@@ -167,7 +173,7 @@ public static partial class Samplers
                 using var avg = sum.Div(2);
                 x = Replace(x, Euler(x, avg, dt));
             }
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         return x;
     }
@@ -192,7 +198,7 @@ public static partial class Samplers
                 using var d2 = ToD(x2, mid, denoised2);
                 x = Replace(x, Euler(x, d2, sigmas[i + 1] - sigmas[i]));
             }
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         return x;
     }
@@ -218,7 +224,7 @@ public static partial class Samplers
                 x = Replace(x, Euler(x, d2, down - sigmas[i]));
             }
             AddNoise(x, sigmas[i + 1], up, noise);
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         return x;
     }
@@ -240,7 +246,7 @@ public static partial class Samplers
                 using (var term = ds[ds.Count - 1 - j].Mul(LmsCoefficient(cur, t, i, j))) update.AddInPlace(term);
             x = Replace(x, x.Add(update));
             update.Dispose();
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         foreach (var d in ds) d.Dispose();
         return x;
@@ -291,7 +297,7 @@ public static partial class Samplers
                 x = Replace(x, Combine(x, MathF.Exp(-tNext) / MathF.Exp(-tNow), denoised2, double.ExpM1(-h)));
             }
             AddNoise(x, sigmas[i + 1], up, noise);
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         return x;
     }
@@ -321,7 +327,7 @@ public static partial class Samplers
             }
             oldDenoised?.Dispose();
             oldDenoised = denoised;
-            ctx.Step(i, n);
+            ctx.Step(i, n, x, denoised);
         }
         oldDenoised?.Dispose();
         return x;

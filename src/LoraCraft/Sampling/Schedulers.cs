@@ -6,21 +6,13 @@ namespace LoraCraft.Sampling;
 /// </summary>
 public static class Schedulers
 {
-    public static readonly string[] Names = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"];
+    /// <summary>Our scheduler ids (<see cref="SamplerRegistry"/> holds A1111's labels and aliases).</summary>
+    public static IReadOnlyList<string> Names => SamplerRegistry.SchedulerIds;
 
     /// <summary>The longest schedule computed for a denoise below 1 (steps / denoise, capped).</summary>
     public const int MaxDenoiseSchedule = 1_000_000;
 
-    public static float[] Compute(string name, NoiseSchedule s, int steps) => name switch
-    {
-        "normal" => Normal(s, steps, sgm: false),
-        "sgm_uniform" => Normal(s, steps, sgm: true),
-        "karras" => Karras(steps, s.SigmaMin, s.SigmaMax),
-        "exponential" => Exponential(steps, s.SigmaMin, s.SigmaMax),
-        "simple" => Simple(s, steps),
-        "ddim_uniform" => DdimUniform(s, steps),
-        _ => throw new UserErrorException($"unknown scheduler '{name}' (known: {string.Join(", ", Names)})"),
-    };
+    public static float[] Compute(string name, NoiseSchedule s, int steps) => SamplerRegistry.RequireScheduler(name).Compute(s, steps);
 
     /// <summary>
     /// For denoise &lt; 1: the schedule of int(steps / denoise) steps, keeping its last steps + 1 sigmas.
@@ -37,7 +29,7 @@ public static class Schedulers
     }
 
     /// <summary>Timesteps evenly spaced from the largest to the smallest, as sigmas.</summary>
-    static float[] Normal(NoiseSchedule s, int steps, bool sgm)
+    internal static float[] Normal(NoiseSchedule s, int steps, bool sgm)
     {
         float start = s.Timestep(s.SigmaMax), end = s.Timestep(s.SigmaMin);
         bool appendZero = true;
@@ -71,7 +63,7 @@ public static class Schedulers
         Linspace((float)Math.Log(sigmaMax), (float)Math.Log(sigmaMin), steps).Select(MathF.Exp).Append(0f).ToArray();
 
     /// <summary>ComfyUI's `simple`: every (N / steps)-th training sigma from the top.</summary>
-    static float[] Simple(NoiseSchedule s, int steps)
+    internal static float[] Simple(NoiseSchedule s, int steps)
     {
         double stride = (double)s.Sigmas.Length / steps;
         var sigmas = new List<float>();
@@ -85,7 +77,7 @@ public static class Schedulers
     /// from the top, then 0. The count follows from the stride, so it can differ from steps (7 for 6),
     /// as in ComfyUI and A1111's DDIM.
     /// </summary>
-    static float[] DdimUniform(NoiseSchedule s, int steps)
+    internal static float[] DdimUniform(NoiseSchedule s, int steps)
     {
         int stride = Math.Max(s.Sigmas.Length / steps, 1);
         var sigmas = new List<float>();

@@ -30,10 +30,10 @@ public static class TokenizerDownload
     public static async Task<string> DownloadAsync(string? toDir, string endpoint, string hubCacheRoot, CancellationToken ct = default)
     {
         if (!Uri.TryCreate(endpoint.TrimEnd('/') + "/", UriKind.Absolute, out var hub) || hub.Scheme is not ("http" or "https"))
-            throw new UserErrorException($"'{endpoint}' is not an http(s) URL (from --base-url or HF_ENDPOINT)");
+            throw new UserErrorException($"'{endpoint}' is not an http(s) URL (the base URL or HF_ENDPOINT)") { Field = "base_url" };
         var repoUrl = new Uri(hub, $"{TokenizerLocator.HubRepo}/resolve/{Revision}/");
 
-        if (toDir is not null && File.Exists(toDir)) throw new UserErrorException($"--to {toDir}: is a file, not a folder");
+        if (toDir is not null && File.Exists(toDir)) throw new UserErrorException($"to {toDir}: is a file, not a folder") { Field = "to" };
         // Staging sits inside the destination's folder, so that moving the files out is a rename.
         string home = toDir ?? TokenizerLocator.HubRepoDir(hubCacheRoot);
         string? created = FirstMissing(Path.GetFullPath(home));

@@ -231,7 +231,7 @@ public class GenerateCommandTests(ITestOutputHelper output)
         { ["--sampler", "warp_drive"], "unknown sampler" },
         { ["--scheduler", "sideways"], "unknown schedule" },
         { ["--denoise", "1.5"], "denoise" },
-        { ["--mask", "MASK"], "--mask needs --init-image" },
+        { ["--mask", "MASK"], "a mask needs an init image" },
         { ["--seed", "-5"], "seed must be -1 (random) or 0 to 18446744073709551615" },
         { ["--seed", "18446744073709551616"], "seed must be an integer" },
         { ["--width", "16392"], "at most 16384" },

@@ -92,7 +92,7 @@ public sealed class TokenizerLocatorTests : IDisposable
     {
         var e = Assert.Throws<UserErrorException>(() => TokenizerLocator.Find(null, _config, "tokenizer", "/models/x.safetensors", _cache));
         Assert.StartsWith("/models/x.safetensors: no CLIP tokenizer found", e.Message);
-        Assert.Contains("--tokenizer DIR", e.Message);
+        Assert.Contains("give a tokenizer folder (vocab.json + merges.txt)", e.Message);
         Assert.Contains("'loracraft tokenizer download'", e.Message);
         Assert.DoesNotContain('\n', e.Message);
         Assert.Null(TokenizerLocator.HubCacheDir(_cache));

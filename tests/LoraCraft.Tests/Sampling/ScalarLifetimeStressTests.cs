@@ -9,12 +9,23 @@ using static TorchSharp.torch;
 namespace LoraCraft.Tests.Sampling;
 
 /// <summary>
+/// Runs alone, after the parallel tests: forcing collections in a loop would otherwise make test
+/// code elsewhere (which, unlike the library, may use TorchSharp's operators with numbers) flaky.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class GcStress
+{
+    public const string Name = "GC stress (alone)";
+}
+
+/// <summary>
 /// The samplers run over and over while another thread forces garbage collections and runs
 /// finalizers. Before TensorMath, a temporary TorchSharp Scalar (made by <c>t * 0.5</c>, or by
 /// <c>a + b</c> for its alpha) could be finalized during the native call that used it: the run
 /// then failed in <c>c10::Scalar::toDouble</c> or, worse, produced other numbers. Every run must
 /// give exactly the numbers of an undisturbed run. Bounded by time, not by count.
 /// </summary>
+[Collection(GcStress.Name)]
 public class ScalarLifetimeStressTests(ITestOutputHelper output)
 {
     static ScalarLifetimeStressTests() => TorchNative.Ensure();
@@ -86,7 +97,7 @@ public class ScalarLifetimeStressTests(ITestOutputHelper output)
                     Assert.True(again.Equals(reference[name]), $"{name} differs from the undisturbed run");
                 }
             });
-            output.WriteLine($"{runs} rounds of {Samplers.Names.Length} samplers");
+            output.WriteLine($"{runs} rounds of {Samplers.Names.Count} samplers");
         }
         finally
         {

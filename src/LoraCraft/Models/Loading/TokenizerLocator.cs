@@ -27,8 +27,8 @@ public static class TokenizerLocator
         }
         if (HubCacheDir(hubCacheRoot) is { } cached) return ClipTokenizer.FromDirectory(cached);
         throw new UserErrorException(
-            $"{modelPath}: no CLIP tokenizer found; pass --tokenizer DIR (vocab.json + merges.txt), or run " +
-            $"'loracraft tokenizer download' to fetch it into the Hugging Face cache");
+            $"{modelPath}: no CLIP tokenizer found: give a tokenizer folder (vocab.json + merges.txt), or run " +
+            $"'loracraft tokenizer download' once to fetch it into the Hugging Face cache") { Field = "tokenizer" };
     }
 
     /// <summary>HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.</summary>

@@ -28,7 +28,7 @@ public static class VaeTiling
         null or "auto" => VaeTilingMode.Auto,
         "on" => VaeTilingMode.On,
         "off" => VaeTilingMode.Off,
-        _ => throw new UserErrorException($"--vae-tiling must be auto, on or off, got '{s}'"),
+        _ => throw new UserErrorException($"vae_tiling must be auto, on or off, got '{s}'") { Field = "vae_tiling" },
     };
 
     /// <summary>Unscaled latent [1,C,h,w] -> image [1,3,8h,8w] like <see cref="VaeModel.Decode"/>, tile by tile.</summary>
