@@ -16,6 +16,8 @@ namespace LoraCraft.Cli
               tokenize --tokenizer DIR [--json] TEXT   CLIP token ids of TEXT (start/end included)
               inspect FILE [--json]                    summary of a safetensors file
               tokenizer download [--to DIR] [--base-url URL]   fetch the CLIP vocabulary (default: HF cache)
+              serve [--demo] [--host H] [--port N] [--ckpt-dir DIR] [--lora-dir DIR] [--api-auth U:P] ...
+                                                       the web server: web UI, native, A1111 and ComfyUI APIs
               generate --model PATH --prompt TEXT --out FILE.png [options]
                                                        txt2img / img2img / inpainting (see README)
               png-info FILE                            generation parameters stored in a PNG
@@ -82,6 +84,7 @@ namespace LoraCraft.Cli
                     "inspect" => Commands.InspectCommand.Run(tail, stdout),
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     "generate" => RunCancellable(tail, stdout, stderr),
+                    "serve" => RunUntilCtrlC(tail, stdout, stderr),
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
@@ -106,6 +109,17 @@ namespace LoraCraft.Cli
                 stderr.WriteLine(debug ? e.ToString() : "(run again with --debug for details)");
                 return 1;
             }
+        }
+
+        /// <summary>The server runs until Ctrl-C (or SIGTERM), then stops cleanly.</summary>
+        static int RunUntilCtrlC(string[] tail, TextWriter stdout, TextWriter stderr)
+        {
+            using var cts = new CancellationTokenSource();
+            ConsoleCancelEventHandler handler = (_, e) => { e.Cancel = true; cts.Cancel(); };
+            Console.CancelKeyPress += handler;
+            using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
+            try { return Commands.ServeCommand.Run(tail, stdout, stderr, cts.Token); }
+            finally { Console.CancelKeyPress -= handler; }
         }
 
         /// <summary>Ctrl-C stops generation between steps; nothing half-written is left behind.</summary>

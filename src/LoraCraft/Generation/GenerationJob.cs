@@ -65,6 +65,8 @@ public sealed record GenerationJob
     public int ClipSkip { get; init; } = 1;
     /// <summary>Null: 0.75 for img2img, 1 otherwise (ComfyUI's denoise: the fraction of the schedule run).</summary>
     public double? Denoise { get; init; }
+    /// <summary>A1111's img2img steps: a schedule of this many steps whose last <see cref="Steps"/> run (null: ComfyUI's denoise rule).</summary>
+    public int? ScheduleSteps { get; init; }
     /// <summary>Images made one after another, image i with seed + i (A1111's batch_size × n_iter).</summary>
     public int BatchCount { get; init; } = 1;
 

@@ -263,7 +263,7 @@ public sealed class GenerationService : IDisposable
             NoiseConvention = job.NoiseConvention ?? (job.Noise == RandomSource.Nv || job.SubseedStrength != 0 ? NoiseConvention.A1111 : NoiseConvention.ComfyUI),
             Seed = job.Seed ?? Seeds.Random(),
             Subseed = job.Subseed ?? (job.SubseedStrength != 0 ? Seeds.Random() : 0),
-            SubseedStrength = job.SubseedStrength, VaeTiling = job.VaeTiling,
+            SubseedStrength = job.SubseedStrength, VaeTiling = job.VaeTiling, ScheduleSteps = job.ScheduleSteps,
         };
         int size = FamilySize(model);
         if (job.InitImage is null)

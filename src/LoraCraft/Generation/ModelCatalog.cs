@@ -47,7 +47,9 @@ public sealed class ModelCatalog(string root, FileHashes hashes)
         var list = new List<CheckpointEntry>();
         if (!Directory.Exists(Root)) return list;
         var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true };
-        var diffusers = Directory.EnumerateFiles(Root, "model_index.json", options).Select(Path.GetDirectoryName).OfType<string>().ToList();
+        // diffusers folders, but not a checkpoint's NAME.config folder (configs only, no weights)
+        var diffusers = Directory.EnumerateFiles(Root, "model_index.json", options).Select(Path.GetDirectoryName).OfType<string>()
+            .Where(d => !(d.EndsWith(".config", StringComparison.Ordinal) && File.Exists(Path.ChangeExtension(d, ".safetensors")))).ToList();
         bool InsideDiffusers(string f) => diffusers.Any(d => f.StartsWith(d + Path.DirectorySeparatorChar, StringComparison.Ordinal));
         foreach (var dir in diffusers)
             list.Add(new CheckpointEntry(Relative(dir), dir, null, CheckpointKind.Diffusers));

@@ -60,6 +60,13 @@ public sealed class FileHashes
         Cached(header.Path, "addnet", () => HashRange(header.Path, header.DataOffset));
 
     public string ModelHash(string path) => Sha256(path)[..10];
+
+    /// <summary>The file's sha256 if it was computed before (a listing must not hash gigabytes); else null.</summary>
+    public string? KnownSha256(string path)
+    {
+        var info = new FileInfo(path);
+        return info.Exists && Load().TryGetValue($"sha256|{info.FullName}|{info.Length}|{info.LastWriteTimeUtc.Ticks}", out var h) ? h : null;
+    }
     public string LoraHash(string path) => SafetensorsDataSha256(path)[..12];
     public string LoraHash(SafetensorsHeader header) => SafetensorsDataSha256(header)[..12];
 

@@ -57,7 +57,7 @@ public sealed class LoraModule
     }
 }
 
-public sealed class LoraFormatException(string where, string problem) : UserErrorException($"{where}: {problem}");
+public sealed class LoraFormatException(string where, string problem, ErrorKind kind = ErrorKind.Invalid) : UserErrorException(kind, $"{where}: {problem}");
 
 /// <summary>
 /// A LoRA file parsed into modules, whatever its writer: kohya/A1111 (`lora_unet_*`,

@@ -21,7 +21,7 @@ public sealed class LoraPlan
         // Widths usually tell families apart, but not always (tiny or pruned models): a file
         // that says which base it was trained on is refused on another family.
         if (LoraFamilyGuess.Guess(file) is { } made && made != targets.Family)
-            throw new LoraFormatException(file.Path, $"the LoRA looks made for {made.Id()}, but the model is {targets.Family.Id()}");
+            throw new LoraFormatException(file.Path, $"the LoRA looks made for {made.Id()}, but the model is {targets.Family.Id()}", ErrorKind.Conflict);
         var matched = new List<(LoraModule, LoraTarget)>();
         var unmatched = new List<string>();
         foreach (var m in file.Modules)
@@ -34,7 +34,7 @@ public sealed class LoraPlan
         unmatched.AddRange(file.UnknownKeys);
         if (matched.Count == 0)
             throw new LoraFormatException(file.Path,
-                $"none of its {file.Modules.Count} modules fit this {targets.Family.Id()} model; e.g. {string.Join(", ", file.Modules.Take(2).Select(x => x.Key))}");
+                $"none of its {file.Modules.Count} modules fit this {targets.Family.Id()} model; e.g. {string.Join(", ", file.Modules.Take(2).Select(x => x.Key))}", ErrorKind.Conflict);
         return new LoraPlan { File = file, Matched = matched, Unmatched = unmatched };
     }
 }

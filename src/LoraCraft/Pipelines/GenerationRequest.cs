@@ -17,6 +17,11 @@ public sealed record GenerationRequest
     public int ClipSkip { get; init; } = 1;
     /// <summary>Fraction of the schedule to run; &lt; 1 only with an init image.</summary>
     public double Denoise { get; init; } = 1;
+    /// <summary>
+    /// A1111's img2img rule instead of ComfyUI's: a schedule of this many steps, of which the last
+    /// <see cref="Steps"/> run (ComfyUI: a schedule of steps / denoise steps). Null: ComfyUI's.
+    /// </summary>
+    public int? ScheduleSteps { get; init; }
     /// <summary>Init image [1,3,H,W] in [0,1] (img2img and inpainting).</summary>
     public Tensor? InitImage { get; init; }
     /// <summary>Mask [1,1,H,W] in [0,1], 1 = repaint.</summary>

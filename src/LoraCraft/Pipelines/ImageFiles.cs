@@ -182,9 +182,11 @@ public static class ImageFiles
     }
 
     /// <summary>Text chunks (tEXt, iTXt uncompressed, zTXt) of a PNG file.</summary>
-    public static Dictionary<string, string> ReadTextChunks(string path)
+    public static Dictionary<string, string> ReadTextChunks(string path) => ReadTextChunks(File.ReadAllBytes(path), path);
+
+    /// <summary>Text chunks of PNG bytes; <paramref name="path"/> names them in errors.</summary>
+    public static Dictionary<string, string> ReadTextChunks(byte[] bytes, string path)
     {
-        var bytes = File.ReadAllBytes(path);
         var result = new Dictionary<string, string>();
         if (bytes.Length < 8 || !bytes.AsSpan(0, 8).SequenceEqual(new byte[] { 137, 80, 78, 71, 13, 10, 26, 10 }))
             throw new UserErrorException($"{path}: not a PNG file");

@@ -23,7 +23,9 @@ public static class StableDiffusionPipeline
         using var noGrad = torch.no_grad();
         using var scope = NewDisposeScope();
         var schedule = NoiseSchedule.Default;
-        var sigmas = Schedulers.ForDenoise(request.Scheduler, schedule, request.Steps, request.InitImage is null ? 1 : request.Denoise);
+        var sigmas = request.ScheduleSteps is int total && request.InitImage is not null
+            ? Schedulers.Compute(request.Scheduler, schedule, total)[^(Math.Min(request.Steps, total) + 1)..]
+            : Schedulers.ForDenoise(request.Scheduler, schedule, request.Steps, request.InitImage is null ? 1 : request.Denoise);
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using var guidance = Guidance.Prepare(model, request);
