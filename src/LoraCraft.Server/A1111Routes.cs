@@ -48,16 +48,16 @@ public static class A1111Routes
             lock (OptionsLock)
                 foreach (var (k, v) in body)
                     if (k != "sd_model_checkpoint") Stored[k] = v?.DeepClone();
-            return Results.Json((object?)null);
+            return JsonNull();
         });
         api.MapGet("/sd-models", (ServerEngine engine) => engine.Catalog.Entries.Where(e => e.Kind != CheckpointKind.Pickle).Select(e => Model(engine, e)));
         api.MapPost("/refresh-checkpoints", (ServerEngine engine) =>
         {
             engine.Catalog.Refresh();
-            return Results.Json((object?)null);
+            return JsonNull();
         });
         api.MapPost("/unload-checkpoint", (ServerEngine engine) => Results.Json(new { unloaded = engine.Models.UnloadIdle() }));
-        api.MapPost("/reload-checkpoint", () => Results.Json((object?)null));
+        api.MapPost("/reload-checkpoint", () => JsonNull());
         api.MapGet("/loras", (ServerEngine engine) => engine.Loras.Listings(engine.Hashes).Where(l => l.Info is not null).Select(l => new
         {
             name = LoraLibrary.NameOf(l.Path),
@@ -68,7 +68,7 @@ public static class A1111Routes
         api.MapPost("/refresh-loras", (ServerEngine engine) =>
         {
             engine.Loras.Refresh();
-            return Results.Json((object?)null);
+            return JsonNull();
         });
         api.MapGet("/samplers", () => SamplerRegistry.Samplers.Select(s => new
         {
@@ -88,7 +88,7 @@ public static class A1111Routes
         });
         api.MapGet("/latent-upscale-modes", () => new[] { new { name = "Latent" }, new { name = "Latent (nearest)" } });
         api.MapGet("/sd-vae", () => Array.Empty<object>());
-        api.MapPost("/refresh-vae", () => Results.Json((object?)null));
+        api.MapPost("/refresh-vae", () => JsonNull());
         api.MapGet("/hypernetworks", () => Array.Empty<object>());
         api.MapGet("/face-restorers", () => Array.Empty<object>());
         api.MapGet("/realesrgan-models", () => Array.Empty<object>());
@@ -109,7 +109,7 @@ public static class A1111Routes
         api.MapPost("/refresh-embeddings", (ServerEngine engine) =>
         {
             engine.Service.RefreshEmbeddings();
-            return Results.Json((object?)null);
+            return JsonNull();
         });
         api.MapPost("/png-info", async (HttpContext http) =>
         {
@@ -139,6 +139,9 @@ public static class A1111Routes
             return new { ram = new { free, used = total - free, total }, cuda = new { error = "no CUDA device in use" } };
         });
     }
+
+    /// <summary>A1111 answers some POSTs with JSON `null` (clients call .json() on it).</summary>
+    static IResult JsonNull() => Results.Content("null", "application/json");
 
     static string A1111SchedulerName(string ours) => ours switch { "sgm_uniform" => "sgm_uniform", "ddim_uniform" => "ddim", _ => ours };
 

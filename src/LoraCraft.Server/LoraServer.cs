@@ -80,15 +80,23 @@ public static class LoraServer
         await using var app = Build(options);
         await app.StartAsync(stop);
         var engine = app.Services.GetRequiredService<ServerEngine>();
-        var address = app.Urls.FirstOrDefault() ?? $"http://{options.Host}:{options.Port}";
+        var address = Address(app);
         if (IsPublic(options.Host) && options.Auth.Count == 0)
             log.WriteLine($"warning: listening on {options.Host} without --api-auth: anyone who can reach this machine can use it");
         log.WriteLine($"checkpoints: {engine.Catalog.Root} ({engine.Catalog.Entries.Count}), LoRAs: {engine.Loras.Root} ({engine.Loras.Files.Count})");
-        log.WriteLine($"listening on {address.Replace("[::1]", "[::1]", StringComparison.Ordinal)}");
+        log.WriteLine($"listening on {address}");
         try { await Task.Delay(Timeout.Infinite, stop); }
         catch (OperationCanceledException) { }
         await app.StopAsync(CancellationToken.None);
         engine.Dispose();
+    }
+
+    /// <summary>The address the started server listens on (the real port when 0 was asked for).</summary>
+    public static string Address(WebApplication app)
+    {
+        var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses;
+        return addresses?.FirstOrDefault() ?? app.Urls.First();
     }
 
     /// <summary>The HTTP status of an error kind.</summary>
@@ -119,7 +127,7 @@ public static class LoraServer
         if (e is JsonException json) return (400, ErrorKind.Invalid, "the request body is not valid JSON: " + json.Message);
         if (e is FormatException f) return (400, ErrorKind.Invalid, f.Message);
         if (e is not null && LoraCraft.Generation.JobQueue.UserFacing(e) is var (kind, message)) return (Status(kind), kind, message);
-        return (500, ErrorKind.Invalid, "internal error: " + (e?.Message ?? "unknown"));
+        return (500, ErrorKind.Invalid, "internal error: " + (e?.Message.Split('\n')[0].Trim() ?? "unknown"));
     }
 
     static async Task BodyTooLarge(HttpContext context, Func<Task> next)

@@ -312,7 +312,8 @@ public sealed class JobQueue : IDisposable
         }
         catch (Exception e)
         {
-            end = (JobState.Failed, null, null, "internal error: " + e.Message);
+            // a bug, not the user's: its first line (libtorch appends its whole C++ stack)
+            end = (JobState.Failed, null, null, "internal error: " + e.Message.Split('\n')[0].Trim());
         }
         // out of the running list before anyone hears it finished
         lock (_lock)

@@ -78,10 +78,10 @@ public sealed class LoraLibrary
             .SelectMany(ext => Directory.EnumerateFiles(Root, name + ext, new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, MatchCasing = MatchCasing.CaseInsensitive }))
             .FirstOrDefault();
         if (pickle is not null)
-            throw new UserErrorException($"LoRA '{name}' is a pickle file ({pickle}), which can run code and is not loaded; convert it to .safetensors");
+            throw new UserErrorException(ErrorKind.Unsupported, $"LoRA '{name}' is a pickle file ({pickle}), which can run code and is not loaded; convert it to .safetensors");
         var closest = Files.Select(Path.GetFileNameWithoutExtension).OfType<string>()
             .OrderBy(n => Levenshtein(n.ToLowerInvariant(), name.ToLowerInvariant())).Take(3).ToList();
-        throw new UserErrorException($"LoRA '{name}' not found in {Root}" + (closest.Count > 0 ? $" (closest: {string.Join(", ", closest)})" : " (the folder has no .safetensors files)"));
+        throw new UserErrorException(ErrorKind.NotFound, $"LoRA '{name}' not found in {Root}" + (closest.Count > 0 ? $" (closest: {string.Join(", ", closest)})" : " (the folder has no .safetensors files)"));
     }
 
     /// <summary>A file given by path is used as is; anything else is a name in the library.</summary>

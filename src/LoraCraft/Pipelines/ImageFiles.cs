@@ -115,11 +115,16 @@ public static class ImageFiles
         }
     }
 
-    /// <summary>[1,3,H,W] in [0,1] -> 8-bit RGB, truncating like ComfyUI and A1111 (255 * x, clipped).</summary>
+    /// <summary>
+    /// [1,3,H,W] in [0,1] -> 8-bit RGB, truncating like ComfyUI and A1111 (255 * x, clipped), with
+    /// one difference: 1e-4 is added first, so a value read from an 8-bit file (k / 255 in float32,
+    /// which times 255 can land a hair below k) is written back as k, not k − 1 — pixels an
+    /// inpainting leaves alone stay byte for byte what they were.
+    /// </summary>
     public static byte[] ToRgbBytes(Tensor image)
     {
         using var scope = NewDisposeScope();
-        var hwc = image[0].Clamp(0, 1).Mul(255).Clamp(0, 255).to(ScalarType.Byte).permute(1, 2, 0).contiguous();
+        var hwc = image[0].Clamp(0, 1).Mul(255).Add(1e-4).Clamp(0, 255).to(ScalarType.Byte).permute(1, 2, 0).contiguous();
         return hwc.data<byte>().ToArray();
     }
 

@@ -37,6 +37,14 @@ public static class StableDiffusionPipeline
         var latent = request.InitImage is null ? zeros(latentShape) : EncodeImage(model, request.InitImage, request.VaeTiling);
         Tensor? latentMask = null;
         InpaintConcat? concat = null;
+        if (model.Inpainting && request.Mask is null)
+        {
+            // an inpainting model without a mask (txt2img, plain img2img): everything is to be
+            // painted over a grey picture, as A1111's and ComfyUI's blank inpaint conditioning
+            using var grey = TensorMath.Full([1, 3, request.Height, request.Width], 0.5);
+            using var everything = ones(1, 1, request.Height, request.Width);
+            concat = InpaintConcat.Prepare(model, grey, everything, h, w);
+        }
         if (request.Mask is not null)
         {
             if (model.Inpainting) concat = InpaintConcat.Prepare(model, request.InitImage!, request.Mask, h, w);
