@@ -35,6 +35,9 @@ namespace LoraCraft.Cli
                         [--targets attention|all] --out FILE.safetensors
                                                        RANDOM-weight kohya LoRA for that model (fp16), for
                                                        demos/benchmarks
+              train --model CKPT --train-data-dir DIR --output-dir DIR [--output-name NAME] [options]
+                                                       train a LoRA (kohya's train_network.py flags; see
+                                                       'loracraft train --help' and README)
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -67,6 +70,7 @@ namespace LoraCraft.Cli
                     "inspect" => Commands.InspectCommand.Run(tail, stdout),
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     "generate" => RunCancellable(tail, stdout, stderr),
+                    "train" => RunTraining(tail, stdout, stderr),
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
@@ -100,6 +104,27 @@ namespace LoraCraft.Cli
             catch (OperationCanceledException)
             {
                 stderr.WriteLine("cancelled: no file written for the unfinished image");
+                return 130;
+            }
+            finally { Console.CancelKeyPress -= handler; }
+        }
+
+        /// <summary>Ctrl-C stops training after the current step and saves a resumable state; a second Ctrl-C quits at once.</summary>
+        static int RunTraining(string[] tail, TextWriter stdout, TextWriter stderr)
+        {
+            using var cts = new CancellationTokenSource();
+            ConsoleCancelEventHandler handler = (_, e) =>
+            {
+                if (cts.IsCancellationRequested) return;
+                e.Cancel = true;
+                stderr.WriteLine("\nstopping after this step and saving a resumable state (Ctrl-C again to quit at once)...");
+                cts.Cancel();
+            };
+            Console.CancelKeyPress += handler;
+            try { return Commands.TrainCommand.Run(tail, stdout, stderr, cts.Token); }
+            catch (OperationCanceledException)
+            {
+                stderr.WriteLine("cancelled before training started: nothing was written");
                 return 130;
             }
             finally { Console.CancelKeyPress -= handler; }

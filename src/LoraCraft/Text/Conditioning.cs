@@ -27,7 +27,7 @@ public static class TextConditioner
     public static Conditioning Encode(StableDiffusionModel model, string prompt, int clipSkip = 1)
     {
         if (clipSkip < 1) throw new UserErrorException($"clip skip must be 1 or more, got {clipSkip}");
-        using var noGrad = torch.no_grad();
+        // no torch.no_grad() here: callers decide (generation runs under it, training may not)
         using var scope = NewDisposeScope();
         if (model.Family != ModelFamily.Sdxl)
         {
