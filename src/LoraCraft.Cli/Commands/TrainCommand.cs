@@ -12,14 +12,15 @@ public static class TrainCommand
 {
     public static readonly string[] Flags =
     [
-        "quiet", "v-parameterization", "v2", "sdxl", "enable-bucket", "bucket-no-upscale", "shuffle-caption", "flip-aug", "cache-latents",
+        "quiet", "v-parameterization", "enable-bucket", "bucket-no-upscale", "shuffle-caption", "flip-aug", "cache-latents",
         "cache-latents-to-disk", "save-state", "no-metadata", "network-train-unet-only", "network-train-text-encoder-only", "use-8bit-adam",
         "gradient-checkpointing", "sample-at-first",
-        // kohya flags that change nothing here (attention is always SDPA, data loading is in-process)
-        "xformers", "sdpa", "mem-eff-attn", "persistent-data-loader-workers", "lowram", "highvram",
+        // kohya flags that change nothing here (the family is read from the checkpoint, attention is always SDPA,
+        // data loading is in-process)
+        "v2", "xformers", "sdpa", "mem-eff-attn", "persistent-data-loader-workers", "lowram", "highvram",
     ];
 
-    static readonly string[] IgnoredFlags = ["xformers", "sdpa", "mem-eff-attn", "persistent-data-loader-workers", "lowram", "highvram"];
+    static readonly string[] IgnoredFlags = ["v2", "xformers", "sdpa", "mem-eff-attn", "persistent-data-loader-workers", "lowram", "highvram"];
     static readonly string[] IgnoredOptions = ["max-data-loader-n-workers", "logging-dir", "log-with", "log-prefix", "log-tracker-name"];
 
     public static readonly string[] Options =

@@ -66,7 +66,9 @@ public sealed class GradientCheckpointing
                 using (torch.enable_grad())
                 {
                     var output = block(inputs);
-                    torch.autograd.backward([output], [gradOutputs[0]]);
+                    // a block with nothing to train and no input needing a gradient has nothing to pass back
+                    // (an exception here would cross native code: it must not be thrown)
+                    if (output.requires_grad) torch.autograd.backward([output], [gradOutputs[0]]);
                 }
                 foreach (var x in inputs) grads.Add(x.requires_grad && x.grad is { } gx ? gx.MoveToOuterDisposeScope() : null!);
             }

@@ -85,7 +85,13 @@ public sealed class TrainableLora : ILayerAdapter
         var dtype = input.dtype;
         Tensor lx;
         if (Layer is Conv2d conv)
-            lx = F.conv2d(input, Down.to(dtype), strides: [conv.Stride, conv.Stride], padding: [conv.Padding, conv.Padding]);
+        {
+            // bf16 convolutions run channels-last like the base layer's weight: libtorch's bf16 weight
+            // gradient for a plain-layout kernel on mixed-layout inputs came out NaN
+            var down = Down.to(dtype);
+            if (Models.Loading.Layout.PrefersChannelsLast(dtype)) { down = Models.Loading.Layout.ChannelsLast(down); input = Models.Loading.Layout.ChannelsLast(input); }
+            lx = F.conv2d(input, down, strides: [conv.Stride, conv.Stride], padding: [conv.Padding, conv.Padding]);
+        }
         else
             lx = F.linear(input, Down.to(dtype));
         double scale = Scale * _network.Multiplier;
@@ -106,7 +112,9 @@ public sealed class TrainableLora : ILayerAdapter
                 scale /= 1 - rp;
             }
         }
-        var ly = Layer is Conv2d ? F.conv2d(lx, Up.to(dtype)) : F.linear(lx, Up.to(dtype));
+        var up = Up.to(dtype);
+        if (Layer is Conv2d && Models.Loading.Layout.PrefersChannelsLast(dtype)) up = Models.Loading.Layout.ChannelsLast(up);
+        var ly = Layer is Conv2d ? F.conv2d(lx, up) : F.linear(lx, up);
         return (output + ly * scale).MoveToOuterDisposeScope();
     }
 

@@ -44,6 +44,7 @@ public static class LoraTrainer
         long _seed;
         string? _lastSave, _lastState;
         bool _trainText, _trainUNet;
+        int _lastSampledStep = -1;
 
         void Report(TrainingEvent e) => progress?.Report(e);
         void Note(string text) => Report(new TrainingNote(text));
@@ -186,7 +187,8 @@ public static class LoraTrainer
             var final = SaveLora(o.OutputName, step, lastEpoch, final: true);
             if (o.SaveState) SaveState(o.OutputName + "-state", step, _plan.Epochs, 0, 0, fingerprint);
             Chart();
-            if (_prompts is not null && (o.SampleEveryNEpochs is not null || o.SampleEveryNSteps is not null)) Sample(step, o.SampleEveryNEpochs is not null ? lastEpoch : null);
+            if (_prompts is not null && _lastSampledStep != step && (o.SampleEveryNEpochs is not null || o.SampleEveryNSteps is not null))
+                Sample(step, o.SampleEveryNEpochs is not null ? lastEpoch : null);
             return new TrainingResult { LoraPath = final, Steps = step, StateDir = _lastState, Seed = _seed, Saved = _saved, FinalAverageLoss = _recorder.MovingAverage };
         }
 
@@ -314,6 +316,7 @@ public static class LoraTrainer
         /// <summary>Sample images with the LoRA as it is now (dropout off), kohya's names, under OUTPUT/sample.</summary>
         void Sample(int step, int? epoch)
         {
+            _lastSampledStep = step;
             var dir = Path.Combine(o.OutputDir, "sample");
             Directory.CreateDirectory(dir);
             var paths = new List<string>();
