@@ -40,6 +40,8 @@ public static class CommandHelp
                             [--cache DIR] [--size full|tiny] [--json]
             Builds (once) a full-size RANDOM checkpoint and reports load, text, per-step, VAE decode,
             peak RSS and LoRA apply/switch times.
+            --train [--no-gradient-checkpointing]: LoRA training steps instead (rank --lora-rank, 16; --steps, 3;
+            one random image, latents cached), per-step time and peak RSS next to one cfg sampling step's UNet pass.
             """,
         "make-model" => """
             loracraft make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE

@@ -23,10 +23,11 @@ public abstract class Optimizer : IDisposable
     /// <summary>One update; <paramref name="lrScale"/> is the schedule's factor on each group's base rate.</summary>
     public abstract void Step(double lrScale);
 
+    /// <summary>Drops the gradients (torch's zero_grad(set_to_none=True)): a parameter that gets none next step is not updated.</summary>
     public void ZeroGrad()
     {
         foreach (var p in Groups.SelectMany(g => g.Parameters))
-            if (p.grad is { } g) { using (g) g.zero_(); }
+            if (p.grad is { } g) { g.Dispose(); p.grad = null!; }
     }
 
     /// <summary>Every state tensor by a stable name, plus the step count, for a resumable save.</summary>
