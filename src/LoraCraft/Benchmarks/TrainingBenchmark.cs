@@ -22,7 +22,7 @@ public sealed record TrainingBenchResult
     public double StepSeconds { get; init; }
     /// <summary>Peak resident memory through load, latent caching and training.</summary>
     public double PeakRssMb { get; init; }
-    /// <summary>One no-grad UNet pass on a batch of 2 (a cfg sampling step) at the same size and dtype, for comparison.</summary>
+    /// <summary>One no-grad UNet pass on a batch of 2 (a cfg sampling step) at the same size and dtype, for comparison (mean of before and after training).</summary>
     public double SamplingUNetPassSeconds { get; init; }
 }
 
@@ -69,12 +69,28 @@ public static class TrainingBenchmark
             MixedPrecision = o.DType == ScalarType.BFloat16 ? "bf16" : "no", GradientCheckpointing = gradientCheckpointing,
             Network = new LoraNetworkOptions { Dim = o.LoraRank, Alpha = o.LoraRank }, ChartEverySteps = 1000,
         };
+        // the comparison, measured before and after training (a shared machine's load drifts): one cfg
+        // sampling step's UNet pass (batch 2, no grad) on the same model
+        double before = SamplingPass(modelPath, tokenizer, config, o.DType, width, height);
+        log.WriteLine(FormattableString.Invariant($"sampling UNet pass before training: {before:F2} s"));
         log.WriteLine($"training {o.Steps} steps at {width}x{height}, rank {o.LoraRank}, {Runtime.Compute.Name(o.DType)}{(gradientCheckpointing ? ", gradient checkpointing" : "")}...");
         LoraTrainer.Run(options, progress);
         double peak = ProcessMemory.PeakRssMb();
+        double after = SamplingPass(modelPath, tokenizer, config, o.DType, width, height);
+        log.WriteLine(FormattableString.Invariant($"sampling UNet pass after training: {after:F2} s"));
+        double pass = (before + after) / 2;
+        return new TrainingBenchResult
+        {
+            Family = o.Family, DType = Runtime.Compute.Name(o.DType), Width = width, Height = height, Rank = o.LoraRank, Steps = o.Steps,
+            Threads = get_num_threads(), FirstStepSeconds = stepTimes.FirstOrDefault(),
+            StepSeconds = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : stepTimes.FirstOrDefault(),
+            PeakRssMb = peak, SamplingUNetPassSeconds = pass,
+        };
+    }
 
-        // the comparison: one cfg sampling step's UNet pass (batch 2, no grad) on the same model
-        using var model = CheckpointLoader.Load(modelPath, new LoadOptions { TokenizerDir = tokenizer, ConfigDir = config, DType = o.DType });
+    static double SamplingPass(string modelPath, string tokenizer, string? config, ScalarType dtype, int width, int height)
+    {
+        using var model = CheckpointLoader.Load(modelPath, new LoadOptions { TokenizerDir = tokenizer, ConfigDir = config, DType = dtype });
         using var noGrad = no_grad();
         using var x = randn([2, 4, height / 8, width / 8]);
         using var ctx = randn([2, 77, model.UNet.Config.ContextDim]);
@@ -83,14 +99,9 @@ public static class TrainingBenchmark
         using (model.UNet.Forward(x, t, ctx, y)) { }
         var sw = Stopwatch.StartNew();
         using (model.UNet.Forward(x, t, ctx, y)) { }
-        double pass = sw.Elapsed.TotalSeconds;
-        return new TrainingBenchResult
-        {
-            Family = o.Family, DType = Runtime.Compute.Name(o.DType), Width = width, Height = height, Rank = o.LoraRank, Steps = o.Steps,
-            Threads = get_num_threads(), FirstStepSeconds = stepTimes.FirstOrDefault(),
-            StepSeconds = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : stepTimes.FirstOrDefault(),
-            PeakRssMb = peak, SamplingUNetPassSeconds = pass,
-        };
+        double seconds = sw.Elapsed.TotalSeconds;
+        Runtime.Compute.ReleaseFreedMemory();
+        return seconds;
     }
 
     sealed class Progress(Action<TrainingEvent> action) : IProgress<TrainingEvent>
