@@ -47,6 +47,8 @@ public static class CommandHelp
                             [--cache DIR] [--size full|tiny] [--json]
             Builds (once) a full-size RANDOM checkpoint and reports load, text, per-step, VAE decode,
             peak RSS and LoRA apply/switch times.
+            --train [--no-gradient-checkpointing]: LoRA training steps instead (rank --lora-rank, 16; --steps, 3;
+            one random image, latents cached), per-step time and peak RSS next to one cfg sampling step's UNet pass.
             """,
         "make-model" => """
             loracraft make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE
@@ -94,6 +96,48 @@ public static class CommandHelp
               AND and prompt editing are not interpreted (see 'prompt schedule')
             loracraft debug noise --seed S --shape 1,4,64,64 [--noise cpu|nv] [--draws K] --out FILE.safetensors
               tensors noise.0 ... noise.K-1: successive draws of one generator seeded with S
+            """,
+        "train" => """
+            loracraft train --model CKPT --train-data-dir DIR --output-dir DIR [--output-name NAME] [options]
+            kohya-ss train_network.py flags, with dashes or underscores (--train_data_dir); also
+            --pretrained-model-name-or-path for --model. Defaults are kohya's unless marked *.
+
+            model      --model CKPT  --config DIR  --tokenizer DIR  --v-parameterization  --device cpu|cuda  --threads N
+            data       --train-data-dir DIR        subfolders N_class tokens (N repeats); or a flat folder with
+                       --repeats N *               (images directly inside)
+                       --reg-data-dir DIR  --prior-loss-weight F (1)
+                       --dataset-config FILE.toml  kohya [general]/[[datasets]]/[[datasets.subsets]]
+                       --resolution W[,H] (512)  --train-batch-size N (1)
+                       --enable-bucket  --min-bucket-reso (256)  --max-bucket-reso (1024)  --bucket-reso-steps (64)
+                       --bucket-no-upscale  --flip-aug
+                       --caption-extension EXT     * default: .caption, else .txt (kohya: .caption only)
+                       --shuffle-caption  --keep-tokens N  --keep-tokens-separator S
+                       --caption-dropout-rate F  --caption-tag-dropout-rate F
+                       --cache-latents  --cache-latents-to-disk (IMAGE.loracraft-latents.safetensors)
+            network    --network-module networks.lora  --network-dim N (4)  --network-alpha F (1)
+                       --conv-dim N  --conv-alpha F (1)  (or --network-args conv_dim=N conv_alpha=F
+                       rank_dropout=P module_dropout=P)  --network-dropout P
+                       --network-train-unet-only  --network-train-text-encoder-only
+            optimizer  --optimizer-type AdamW|AdamW8bit (AdamW; --use-8bit-adam)  --optimizer-args weight_decay=0.01 ...
+                       --learning-rate F (* 1e-4)  --unet-lr F  --text-encoder-lr F (0 leaves it out)
+                       --lr-scheduler constant|constant_with_warmup|linear|cosine|cosine_with_restarts|polynomial
+                       --lr-warmup-steps N|FRACTION  --lr-scheduler-num-cycles N  --lr-scheduler-power F
+                       --max-train-steps N (1600)  --max-train-epochs N  --gradient-accumulation-steps N (1)
+                       --max-grad-norm F (1; 0 = off)  --seed N (random, printed)
+            memory     --mixed-precision no|bf16 (no)  --gradient-checkpointing
+            diffusion  --noise-offset F  --min-snr-gamma F  --loss-type l2|l1|huber|smooth_l1
+                       --huber-schedule snr|exponential|constant  --huber-c F (0.1)  --huber-scale F (1)
+                       --clip-skip N (1)  --max-token-length 75|150|225
+            output     --output-dir DIR  --output-name NAME (last)  --save-precision float|fp16|bf16 (float)
+                       --save-every-n-epochs N  --save-every-n-steps N  --save-last-n-epochs N
+                       --save-state  --resume STATE_DIR  --training-comment TEXT  --no-metadata
+                       --save-model-as safetensors (the only format written)
+            samples    --sample-prompts FILE.txt (kohya: PROMPT --n NEG --w W --h H --d SEED --s STEPS --l CFG --ss SAMPLER)
+                       --sample-every-n-steps N  --sample-every-n-epochs N  --sample-at-first  --sample-sampler NAME (ddim)
+            watching   progress bar on stderr (--quiet: warnings only); OUTPUT/NAME_loss.csv and NAME_loss.png
+                       (--chart-every N steps *, 10); Ctrl-C saves NAME-stepNNNNNNNN-state to resume from
+            Accepted and ignored: --v2 (the family is read from the file) --xformers --sdpa --mem-eff-attn --lowram --highvram --persistent-data-loader-workers
+            --max-data-loader-n-workers --logging-dir --log-with --log-prefix --log-tracker-name
             """,
         "tokenize" => "loracraft tokenize --tokenizer DIR [--json] TEXT\n  CLIP ids, start and end tokens included, no padding.",
         "tokenizer" => "loracraft tokenizer download [--to DIR] [--base-url URL]\n  Fetches openai/clip-vit-large-patch14's vocab.json and merges.txt (default: the Hugging Face cache).",

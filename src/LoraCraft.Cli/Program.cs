@@ -52,6 +52,9 @@ namespace LoraCraft.Cli
                                                        what a prompt becomes (context, pooled), float32
               debug noise --seed S --shape 1,4,64,64 [--noise cpu|nv] [--draws K] --out FILE
                                                        successive noise draws of one seeded generator
+              train --model CKPT --train-data-dir DIR --output-dir DIR [--output-name NAME] [options]
+                                                       train a LoRA (kohya's train_network.py flags; see
+                                                       'loracraft train --help' and README)
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -85,6 +88,7 @@ namespace LoraCraft.Cli
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     "generate" => RunCancellable(tail, stdout, stderr),
                     "serve" => RunUntilCtrlC(tail, stdout, stderr),
+                    "train" => RunTraining(tail, stdout, stderr),
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
@@ -149,6 +153,27 @@ namespace LoraCraft.Cli
                 if (u.Message.StartsWith(spelling + " ", StringComparison.Ordinal))
                     return "--" + field.Replace('_', '-') + u.Message[spelling.Length..];
             return u.Message;
+        }
+
+        /// <summary>Ctrl-C stops training after the current step and saves a resumable state; a second Ctrl-C quits at once.</summary>
+        static int RunTraining(string[] tail, TextWriter stdout, TextWriter stderr)
+        {
+            using var cts = new CancellationTokenSource();
+            ConsoleCancelEventHandler handler = (_, e) =>
+            {
+                if (cts.IsCancellationRequested) return;
+                e.Cancel = true;
+                stderr.WriteLine("\nstopping after this step and saving a resumable state (Ctrl-C again to quit at once)...");
+                cts.Cancel();
+            };
+            Console.CancelKeyPress += handler;
+            try { return Commands.TrainCommand.Run(tail, stdout, stderr, cts.Token); }
+            catch (OperationCanceledException)
+            {
+                stderr.WriteLine("cancelled before training started: nothing was written");
+                return 130;
+            }
+            finally { Console.CancelKeyPress -= handler; }
         }
 
         /// <summary>The one-line message for a mistake the user can fix, or null for a bug.</summary>

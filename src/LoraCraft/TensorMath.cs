@@ -108,6 +108,34 @@ public static class TensorMath
         return a.gt(s);
     }
 
+    /// <summary>a &gt;= v, as a bool tensor.</summary>
+    public static Tensor GreaterOrEqual(this Tensor a, double v)
+    {
+        using var s = v.ToScalar();
+        return a.ge(s);
+    }
+
+    /// <summary>max(a, v) elementwise.</summary>
+    public static Tensor ClampMin(this Tensor a, double v)
+    {
+        using var s = v.ToScalar();
+        return a.clamp_min(s);
+    }
+
+    /// <summary>a += value * t1 * t2.</summary>
+    public static Tensor AddcmulInPlace(this Tensor a, Tensor t1, Tensor t2, double value)
+    {
+        using var s = value.ToScalar();
+        return a.addcmul_(t1, t2, s);
+    }
+
+    /// <summary>a += value * t1 / t2.</summary>
+    public static Tensor AddcdivInPlace(this Tensor a, Tensor t1, Tensor t2, double value)
+    {
+        using var s = value.ToScalar();
+        return a.addcdiv_(t1, t2, s);
+    }
+
     /// <summary>a == v, as a bool tensor.</summary>
     public static Tensor EqualTo(this Tensor a, long v)
     {

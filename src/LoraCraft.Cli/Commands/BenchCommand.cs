@@ -10,15 +10,16 @@ public static class BenchCommand
 {
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr)
     {
-        var a = new Args("bench", argv, ["json", "quiet"], ["family", "width", "height", "steps", "dtype", "lora-rank", "threads", "cache", "size"]);
+        var a = new Args("bench", argv, ["json", "quiet", "train", "no-gradient-checkpointing"], ["family", "width", "height", "steps", "dtype", "lora-rank", "threads", "cache", "size"]);
+        bool train = a.Flag("train");
         var options = new BenchOptions
         {
             Family = a.Get("family") ?? "sd15",
             Width = a.Get("width") is null ? null : a.GetInt("width", 0),
             Height = a.Get("height") is null ? null : a.GetInt("height", 0),
-            Steps = a.GetInt("steps", 4),
+            Steps = a.GetInt("steps", train ? 3 : 4),
             DType = Compute.ParseDType(a.Get("dtype")),
-            LoraRank = a.GetInt("lora-rank", 32),
+            LoraRank = a.GetInt("lora-rank", train ? 16 : 32),
             CacheDir = a.Get("cache") ?? Path.Combine(Paths.CacheRoot, "bench"),
             Size = a.Get("size") switch
             {
@@ -31,6 +32,7 @@ public static class BenchCommand
         if (options.Steps < 1) throw new UserErrorException("--steps must be 1 or more");
         Compute.SetThreads(a.Get("threads") is null ? null : a.GetInt("threads", 0));
         var log = a.Flag("quiet") ? TextWriter.Null : stderr;
+        if (train) return Train(options, !a.Flag("no-gradient-checkpointing"), a.Flag("json"), stdout, log);
         var r = Benchmark.Run(options, log);
         if (a.Flag("json"))
         {
@@ -60,6 +62,32 @@ public static class BenchCommand
             Row("total", $"{r.TotalSeconds:F1} s");
             Row("peak RSS", $"{r.PeakRssMb:F0} MiB (with the LoRA part: {r.PeakRssWithLoraMb:F0} MiB)");
         }
+        return 0;
+    }
+
+    /// <summary>`bench --train`: LoRA training steps on the full-size random model vs one sampling step's UNet pass.</summary>
+    static int Train(BenchOptions options, bool checkpointing, bool json, TextWriter stdout, TextWriter log)
+    {
+        if (options.LoraRank < 1) throw new UserErrorException("--lora-rank must be 1 or more for --train");
+        var r = TrainingBenchmark.Run(options, checkpointing, log);
+        if (json)
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["family"] = r.Family, ["dtype"] = r.DType, ["width"] = r.Width, ["height"] = r.Height, ["rank"] = r.Rank, ["steps"] = r.Steps,
+                ["threads"] = r.Threads, ["gradient_checkpointing"] = checkpointing, ["first_step_s"] = Round(r.FirstStepSeconds),
+                ["step_s"] = Round(r.StepSeconds), ["sampling_unet_pass_s"] = Round(r.SamplingUNetPassSeconds), ["peak_rss_mb"] = Math.Round(r.PeakRssMb),
+            }));
+            return 0;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        void Row(string k, string v) => stdout.WriteLine(string.Create(inv, $"{k,-26}{v}"));
+        Row("model", $"random {r.Family} ({(options.Size == Models.Random.RandomModelSize.Full ? "full size" : "tiny")}), {r.DType}, {r.Threads} threads");
+        Row("training", $"{r.Width}x{r.Height}, batch 1, rank {r.Rank}{(checkpointing ? ", gradient checkpointing" : "")}, {r.Steps} steps");
+        Row("first step", $"{r.FirstStepSeconds:F2} s");
+        Row("per step (after the first)", $"{r.StepSeconds:F2} s");
+        Row("sampling UNet pass (cfg)", $"{r.SamplingUNetPassSeconds:F2} s (training step = {r.StepSeconds / r.SamplingUNetPassSeconds:F1}x)");
+        Row("peak RSS", $"{r.PeakRssMb:F0} MiB");
         return 0;
     }
 

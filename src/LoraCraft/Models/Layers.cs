@@ -81,7 +81,8 @@ public sealed class Conv2d : AdaptableLayer
     {
         long rowBytes = x.shape[0] * x.shape[1] * x.shape[3] * x.ElementSize;
         long kernel = _w.Shape[2];
-        if (_stride != 1 || rowBytes * x.shape[2] <= BandBytes || _padding * 2 != kernel - 1)
+        // banding writes into slices of one output: a memory trick for inference only
+        if (_stride != 1 || rowBytes * x.shape[2] <= BandBytes || _padding * 2 != kernel - 1 || Autograd.Recording)
             return F.conv2d(x, _w.T, _b?.T, strides: [_stride, _stride], padding: [_padding, _padding]);
         long h = x.shape[2], band = Math.Max(8, BandBytes / 2 / rowBytes);
         var output = torch.empty([x.shape[0], _w.Shape[0], h, x.shape[3]], x.dtype, x.device);
@@ -180,6 +181,8 @@ public static class Activations
     /// </summary>
     public static Tensor SiluInPlace(Tensor t)
     {
+        // a new tensor when training: the caller then owns (and disposes) it instead of t
+        if (Autograd.Recording) return F.silu(t);
         F.silu(t, inplace: true).Dispose();
         return t;
     }

@@ -27,6 +27,9 @@ public sealed class Weight
     /// </summary>
     public Func<Tensor>? Reload { get; set; }
     public Tensor T => Value ?? throw new InvalidOperationException("weights are not loaded");
+
+    /// <summary>Loaded weights are frozen (no gradient); training adapters keep them so.</summary>
+    public bool RequiresGrad => Value?.requires_grad ?? false;
 }
 
 /// <summary>
@@ -61,6 +64,15 @@ public abstract class Net
         foreach (var (n, w) in _weights) yield return (prefix + n, w);
         foreach (var (n, c) in _children)
             foreach (var x in c.Weights(prefix + n + "."))
+                yield return x;
+    }
+
+    /// <summary>This block and every block below it with its dotted name ("" for this one).</summary>
+    public IEnumerable<(string Name, Net Net)> Modules(string name = "")
+    {
+        yield return (name, this);
+        foreach (var (n, c) in _children)
+            foreach (var x in c.Modules(name.Length == 0 ? n : name + "." + n))
                 yield return x;
     }
 

@@ -30,7 +30,7 @@ public sealed class ResBlock : Net
         using var e = _emb.Forward(F.silu(emb));
         using var h2 = h1.Add(e.unsqueeze(-1).unsqueeze(-1));
         using var h3 = _outConv.Forward(F.silu(_outNorm.Forward(h2)));
-        return _skip is null ? x.Add(h3) : _skip.Forward(x).AddInPlace(h3);
+        return _skip is null ? x.Add(h3) : Autograd.AddInPlaceUnlessRecording(_skip.Forward(x), h3);
     }
 }
 
@@ -114,8 +114,8 @@ public sealed class BasicTransformerBlock : Net
     public Tensor Forward(Tensor x, Tensor context)
     {
         using (var n = _norm1.Forward(x)) using (var a = _attn1.Forward(n)) x = x.Add(a);
-        using (var n = _norm2.Forward(x)) using (var a = _attn2.Forward(n, context)) x.AddInPlace(a);
-        using (var n = _norm3.Forward(x)) using (var f = _ff.Forward(n)) x.AddInPlace(f);
+        using (var n = _norm2.Forward(x)) using (var a = _attn2.Forward(n, context)) x = Autograd.AddInPlaceUnlessRecording(x, a);
+        using (var n = _norm3.Forward(x)) using (var f = _ff.Forward(n)) x = Autograd.AddInPlaceUnlessRecording(x, f);
         return x;
     }
 }

@@ -12,6 +12,8 @@ namespace LoraCraft.Models.UNet;
 public sealed class UNetModel : Net
 {
     public UNetConfig Config { get; }
+    /// <summary>Set for training with gradient checkpointing: each numbered layer is rerun in backward.</summary>
+    public GradientCheckpointing? Checkpointing { get; set; }
     readonly Linear _time1, _time2;
     readonly Linear? _label1, _label2;
     readonly NetList<NetList<Net>> _input, _output;
@@ -130,8 +132,14 @@ public sealed class UNetModel : Net
         return result.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Runs one numbered layer list (checkpointed when set and training).</summary>
+    Tensor RunLayer(NetList<Net> layer, Tensor h, Tensor emb, Tensor context, long[]? upsampleSize = null) =>
+        Checkpointing is { } c && Autograd.Recording
+            ? c.Run(t => RunLayerDirect(layer, t[0], t[1], t[2], upsampleSize), h, emb, context)
+            : RunLayerDirect(layer, h, emb, context, upsampleSize);
+
     /// <summary>Runs one numbered layer list; intermediates die with the inner scope.</summary>
-    static Tensor RunLayer(NetList<Net> layer, Tensor h, Tensor emb, Tensor context, long[]? upsampleSize = null)
+    static Tensor RunLayerDirect(NetList<Net> layer, Tensor h, Tensor emb, Tensor context, long[]? upsampleSize)
     {
         using var scope = NewDisposeScope();
         foreach (var part in layer.Items)

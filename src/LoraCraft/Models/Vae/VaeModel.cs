@@ -39,9 +39,9 @@ public sealed class VaeResnetBlock : Net
             h.Dispose();
             h = _conv2.Forward(Activations.SiluInPlace(n));
         }
-        if (_shortcut is null) return h.AddInPlace(x);
+        if (_shortcut is null) return Autograd.AddInPlaceUnlessRecording(h, x);
         using var skip = _shortcut.Forward(x);
-        return h.AddInPlace(skip);
+        return Autograd.AddInPlaceUnlessRecording(h, skip);
     }
 }
 
