@@ -74,7 +74,8 @@ public sealed class ServerEngine : IDisposable
         job = job with { Model = string.IsNullOrEmpty(job.Model) ? CurrentModel.Name : job.Model };
         GenerationService.Validate(job);
         CheckSizes(job);
-        Service.ResolveModel(job.Model); // an unknown model is a 404 now, not a failed job later
+        Service.ResolveModel(job.Model); // an unknown model or LoRA is a 4xx now, not a failed job later
+        Service.CheckLoras(job);
         return Queue.Submit("generate", request ?? job, ctx =>
         {
             var output = Service.Run(job, ctx);

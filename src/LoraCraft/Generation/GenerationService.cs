@@ -99,6 +99,14 @@ public sealed class GenerationService : IDisposable
         LoraTags.Extract(job.Negative);
     }
 
+    /// <summary>Finds every LoRA a job names (tags and list) without loading one: a wrong name fails now.</summary>
+    public void CheckLoras(GenerationJob job)
+    {
+        var selector = new LoraSelector(Loras, Options.Hashes, Options.AllowPaths);
+        var tags = LoraTags.Extract(job.Prompt).Tags.Concat(LoraTags.Extract(job.Negative).Tags);
+        selector.Select(tags, job.Loras.Select(l => new LoraTag(l.Name, l.TextEncoder, l.UNet, l.DynRank)), job.KnownLoraHashes);
+    }
+
     static (string Sampler, string Scheduler) ResolveSampler(GenerationJob job) =>
         SamplerNames.Resolve(job.Sampler, string.IsNullOrWhiteSpace(job.Scheduler) ? null : job.Scheduler);
 
