@@ -45,7 +45,7 @@ public sealed class LoraSelector(LoraLibrary library, LoraTargets targets, FileH
         var full = System.IO.Path.GetFullPath(path);
         if (!_plans.TryGetValue(full, out var plan)) _plans[full] = plan = LoraPlan.Create(LoraFile.Load(full), targets);
         return new SelectedLora(System.IO.Path.GetFileNameWithoutExtension(full), full, tag,
-                                new LoraApplication(plan, tag.UNet, tag.TextEncoder, tag.DynRank));
+                                new LoraApplication(plan, tag.UNet, tag.TextEncoder, tag.DynRank) { Blocks = tag.Blocks });
     }
 
     /// <summary>A1111's `Lora hashes` value: "name: hash, name: hash".</summary>

@@ -64,6 +64,15 @@ public abstract class Net
                 yield return x;
     }
 
+    /// <summary>This block (named after <paramref name="prefix"/>) and every block below it, with dotted names.</summary>
+    public IEnumerable<(string Name, Net Module)> Modules(string prefix = "")
+    {
+        yield return (prefix.TrimEnd('.'), this);
+        foreach (var (n, c) in _children)
+            foreach (var x in c.Modules(prefix + n + "."))
+                yield return x;
+    }
+
     /// <summary>The dtype the weights were loaded in (the compute dtype).</summary>
     public ScalarType DType => Weights().First(w => !w.Weight.KeepFloat32).Weight.T.dtype;
 

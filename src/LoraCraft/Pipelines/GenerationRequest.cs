@@ -23,6 +23,8 @@ public sealed record GenerationRequest
     public Tensor? Mask { get; init; }
     /// <summary>Whether the VAE works in tiles (auto: only for large images).</summary>
     public Models.Vae.VaeTilingMode VaeTiling { get; init; } = Models.Vae.VaeTilingMode.Auto;
+    /// <summary>How LoRAs are applied (`lora_mode`): merged, beside the layers (bypass), or auto (bypass only for per-step schedules).</summary>
+    public Lora.LoraMode LoraMode { get; init; } = Lora.LoraMode.Auto;
 
     public void Validate()
     {

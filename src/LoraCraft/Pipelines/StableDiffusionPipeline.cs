@@ -48,8 +48,12 @@ public static class StableDiffusionPipeline
         bool fullDenoise = Math.Abs(schedule.SigmaMax - sigma0) <= 1e-5 * Math.Max(Math.Abs(schedule.SigmaMax), Math.Abs(sigma0)) || sigma0 > schedule.SigmaMax;
         var x = noise * (fullDenoise ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0) + latent;
 
+        // the step a model call belongs to, for per-step LoRA strengths: the steps finished so far
+        int step = 0, steps = sigmas.Length - 1;
+        if (ctx.BeforeModelCall is not null) ctx = ctx with { Progress = new StepCounter(ctx.Progress, i => step = i) };
         Denoiser denoiser = (xt, sigma) =>
         {
+            ctx.BeforeModelCall?.Invoke(step, steps);
             using var inner = NewDisposeScope();
             var xin = xt;
             if (latentMask is not null)
@@ -87,6 +91,16 @@ public static class StableDiffusionPipeline
         var z = latent / model.LatentScale;
         var decoded = VaeTiling.ShouldTile(tiling, latent.shape[2], latent.shape[3]) ? VaeTiling.Decode(model.Vae, z) : model.Vae.Decode(z);
         return ((decoded + 1) / 2).clamp(0, 1).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Passes step reports on and remembers how many steps are done (synchronously, unlike Progress&lt;T&gt;).</summary>
+sealed class StepCounter(IProgress<SamplerStep>? inner, Action<int> done) : IProgress<SamplerStep>
+{
+    public void Report(SamplerStep value)
+    {
+        done(value.Index);
+        inner?.Report(value);
     }
 }
 

@@ -14,6 +14,9 @@ public readonly record struct SamplerStep(int Index, int Total);
 /// <summary>Per-run plumbing shared by every sampler: progress and cancellation.</summary>
 public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, CancellationToken Cancel = default)
 {
+    /// <summary>Called before every model call with (0-based step, steps): per-step LoRA strengths.</summary>
+    public Action<int, int>? BeforeModelCall { get; init; }
+
     /// <summary>
     /// Called after each finished step: reports it, then stops if cancellation was requested, so
     /// a cancel (from the progress handler or another thread) never starts another model call.
