@@ -25,8 +25,11 @@ public static class CommandHelp
               --init-image PNG --denoise F (0.75)          img2img
               --mask PNG              inpainting, white = repaint
               --inpaint-crop [--crop-context PX] [--crop-size PX]   crop-and-stitch inpainting
-              --lora FILE_OR_NAME[:UNET[:TE]]   repeatable (ComfyUI LoraLoader strengths)
+              --lora FILE_OR_NAME[:UNET[:TE]]   repeatable (ComfyUI LoraLoader strengths; a strength
+                                      may be keyframes, 0@0,1@0.5)
               --lora-dir DIR          where <lora:NAME> is looked up (./models/Lora)
+              --lora-mode auto|merge|bypass   merge into the weights, or run beside them (auto:
+                                      bypass only for LoRAs whose strength changes per step)
               --batch-count N (1)     FILE-1.png, FILE-2.png, ...
               --save-latent FILE      final latent as safetensors (tensor 'latent')
               --from-png FILE         rerun the parameters stored in a PNG
@@ -54,6 +57,13 @@ public static class CommandHelp
             loracraft lora list [--dir DIR] [--json]
             loracraft lora info FILE|NAME [--dir DIR] [--json]
             loracraft lora check FILE|NAME --model CKPT [--config DIR] [--tokenizer DIR] [--json]
+            """,
+        "debug" => """
+            loracraft debug unet --model PATH [--config DIR] [--tokenizer DIR] [--lora FILE:MULT]...
+                                 --inputs IN.safetensors --timestep T --out OUT.safetensors
+                                 [--lora-mode merge|bypass] [--dtype fp32|bf16] [--device cpu|cuda]
+            One UNet call: IN holds 'sample' and 'context' (and 'y' for SDXL); OUT gets 'eps' in float32.
+            LoRAs apply to the UNet only, at MULT. float32 unless --dtype says otherwise.
             """,
         "tokenize" => "loracraft tokenize --tokenizer DIR [--json] TEXT\n  CLIP ids, start and end tokens included, no padding.",
         "tokenizer" => "loracraft tokenizer download [--to DIR] [--base-url URL]\n  Fetches openai/clip-vit-large-patch14's vocab.json and merges.txt (default: the Hugging Face cache).",

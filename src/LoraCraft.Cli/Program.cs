@@ -35,6 +35,10 @@ namespace LoraCraft.Cli
                         [--targets attention|all] --out FILE.safetensors
                                                        RANDOM-weight kohya LoRA for that model (fp16), for
                                                        demos/benchmarks
+              debug unet --model PATH [--config DIR] [--lora FILE:MULT]... --inputs IN.safetensors
+                         --timestep T --out OUT.safetensors [--lora-mode merge|bypass]
+                                                       one UNet call (IN: sample, context[, y]; OUT: eps,
+                                                       float32), LoRAs on the UNet only, for comparisons
               help                                     this text
 
             Global options: --debug (show stack traces), --quiet (no progress output)
@@ -71,6 +75,7 @@ namespace LoraCraft.Cli
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
                     "make-model" => Commands.MakeModelCommand.Run(tail, stdout),
                     "lora" or "make-lora" => Commands.LoraCommand.Run(command, tail, stdout),
+                    "debug" => Commands.DebugCommand.Run(tail, stdout),
                     _ => throw new UserErrorException($"unknown command '{command}' (see 'loracraft --help')"),
                 };
             }

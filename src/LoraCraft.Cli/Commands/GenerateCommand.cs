@@ -19,7 +19,7 @@ public static class GenerateCommand
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
-        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling", "device",
+        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "lora-mode", "dtype", "threads", "vae-tiling", "device",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
@@ -117,7 +117,9 @@ public static class GenerateCommand
         var loras = selector.Select(promptTags.Concat(negativeTags), a.GetAll("lora").Select(LoraTags.ParseOption),
                                     LoraSelector.ParseHashes(fromPng?.Get("Lora hashes")));
         using var patcher = new LoraPatcher();
-        patcher.Apply(loras.Select(l => l.Application).ToList());
+        // strengths of step 0 now; schedules move them before each model call
+        var loraRun = new LoraRun(patcher, loras, request.LoraMode);
+        loraRun.Start(request.Steps);
         foreach (var l in loras)
         {
             var unmatched = l.Application.Plan.Unmatched;
@@ -137,7 +139,7 @@ public static class GenerateCommand
             var job = request with { Seed = request.Seed + i, Prompt = prompt, Negative = negative };
             string target = batch == 1 ? outPath : NumberedPath(outPath, i + 1);
             var progress = quiet ? null : new ProgressBar(stderr, batch == 1 ? "sampling" : $"image {i + 1}/{batch}");
-            var sampler = new SamplerContext(progress, cancel);
+            var sampler = new SamplerContext(progress, cancel) { BeforeModelCall = loraRun.Scheduled ? loraRun.BeforeModelCall : null };
             using var result = crop ? null : StableDiffusionPipeline.Generate(model, job, sampler);
             using var stitched = crop ? CropAndStitch.Inpaint(model, job, cropOptions, sampler) : null;
             if (stitched is not null && !quiet)
@@ -165,6 +167,7 @@ public static class GenerateCommand
         if (a.Get("denoise") is not null && a.GetDouble("denoise", 0) is var d && (d <= 0 || d > 1))
             throw new UserErrorException($"--denoise must be in (0, 1], got {a.Get("denoise")}");
         if (a.Get("sampler") is not null || a.Get("scheduler") is not null) SamplerNames.Resolve(a.Get("sampler") ?? "euler_ancestral", a.Get("scheduler"));
+        if (a.Get("lora-mode") is { } loraMode) LoraModes.Parse(loraMode);
         if (a.Get("mask") is { } mask)
         {
             if (a.Get("init-image") is not { } init) throw new UserErrorException("--mask needs --init-image");
@@ -200,6 +203,7 @@ public static class GenerateCommand
         if (a.Get("clip-skip") is not null) r = r with { ClipSkip = a.GetInt("clip-skip", r.ClipSkip) };
         if (a.Get("denoise") is not null) r = r with { Denoise = a.GetDouble("denoise", r.Denoise) };
         else if (!fromPng && a.Get("init-image") is not null && a.Get("mask") is null) r = r with { Denoise = 0.75 };
+        if (a.Get("lora-mode") is { } mode) r = r with { LoraMode = LoraModes.Parse(mode) };
         return r with { VaeTiling = Models.Vae.VaeTiling.Parse(a.Get("vae-tiling")) };
     }
 

@@ -76,7 +76,7 @@ public static class LoraCommand
         var table = rows.Select(r => r.Info is { } i
             ? new[]
             {
-                i.Name, i.Family?.Id() ?? "?", Algorithm(i.Algorithm), i.Rank?.ToString(Inv) ?? "?", i.Alpha is { } al ? TextFormat.Num(al) : "=rank",
+                i.Name, i.Family?.Id() ?? "?", Algorithm(i.Algorithm) + (i.Dora ? "+dora" : ""), i.Rank?.ToString(Inv) ?? "?", i.Alpha is { } al ? TextFormat.Num(al) : "=rank",
                 i.Modules.UNet.ToString(Inv), TextEncoders(i.Modules), TextFormat.Human(i.SizeBytes), i.Hash ?? "", TextFormat.Shown(i.Title ?? "", 40),
                 i.Triggers is { } t ? TextFormat.Shown(string.Join(", ", t.Words), 60) : "",
             }
@@ -122,7 +122,8 @@ public static class LoraCommand
         Line("name", info.Name);
         Line("title", info.Title ?? "none");
         Line("family", info.Family?.Id() ?? "unknown");
-        Line("type", Algorithm(info.Algorithm));
+        Line("type", Algorithm(info.Algorithm) + (info.Dora ? " with DoRA" : "")
+                     + (info.Algorithms.Count > 1 ? $" ({string.Join(", ", info.Algorithms.Select(p => string.Create(Inv, $"{p.Value} {Algorithm(p.Key)}")))})" : ""));
         Line("rank", info.Rank?.ToString(Inv) ?? "unknown");
         Line("alpha", info.Alpha is { } alpha
             ? TextFormat.Num(alpha) + (info.Rank is { } r ? $" (scale {TextFormat.Num(alpha / r)})" : "")
@@ -194,6 +195,11 @@ public static class LoraCommand
                 text.Append(Inv, $"  {p.Label.PadRight(width)}  {p.Matched,5} matched  {p.Unmatched,5} unmatched");
                 text.Append(p.Layers > 0 ? string.Create(Inv, $"  (model has {p.Layers} patchable layers)\n") : "\n");
             }
+            text.Append("types     ").Append(string.Join(", ", Plan.Matched.GroupBy(m => m.Module.Algorithm).OrderBy(g => g.Key).Select(g =>
+            {
+                int dora = g.Count(m => m.Module.IsDora);
+                return string.Create(Inv, $"{g.Count()} {Algorithm(g.Key)}") + (dora > 0 ? string.Create(Inv, $" ({dora} with DoRA)") : "");
+            }))).Append('\n');
             if (!Complete)
             {
                 text.Append("unmatched keys:\n");
@@ -222,6 +228,22 @@ public static class LoraCommand
                 json.WriteEndObject();
             }
             json.WriteEndObject();
+            json.WriteStartArray("modules");
+            foreach (var (module, target) in Plan.Matched)
+            {
+                json.WriteStartObject();
+                json.WriteString("key", module.Key);
+                json.WriteString("algorithm", Algorithm(module.Algorithm));
+                json.WriteBoolean("dora", module.IsDora);
+                if (module.Rank is { } rank) json.WriteNumber("rank", rank); else json.WriteNull("rank");
+                json.WriteString("component", target.Component switch
+                {
+                    LoraComponent.UNet => "unet", LoraComponent.TextEncoder1 => "text_encoder_1", _ => "text_encoder_2",
+                });
+                json.WriteString("target", target.Name);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
             json.WriteStartArray("unmatched_keys");
             foreach (var k in Plan.Unmatched) json.WriteStringValue(k);
             json.WriteEndArray();
@@ -239,6 +261,10 @@ public static class LoraCommand
         json.WriteNumber("size_bytes", i.SizeBytes);
         json.WriteString("family", i.Family?.Id());
         json.WriteString("algorithm", Algorithm(i.Algorithm));
+        json.WriteBoolean("dora", i.Dora);
+        json.WriteStartObject("algorithms");
+        foreach (var (a, n) in i.Algorithms) json.WriteNumber(Algorithm(a), n);
+        json.WriteEndObject();
         if (i.Rank is { } rank) json.WriteNumber("rank", rank); else json.WriteNull("rank");
         if (i.Alpha is { } alpha) json.WriteNumber("alpha", alpha); else json.WriteNull("alpha");
         json.WriteStartObject("modules");
@@ -262,7 +288,7 @@ public static class LoraCommand
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    static string Algorithm(LoraAlgorithm a) => a.ToString().ToLowerInvariant();
+    static string Algorithm(LoraAlgorithm a) => a.Id();
 
     static string TextEncoders(LoraModuleCounts m) =>
         m.TextEncoder2 > 0 ? string.Create(Inv, $"{m.TextEncoder1}+{m.TextEncoder2}") : m.TextEncoder1.ToString(Inv);

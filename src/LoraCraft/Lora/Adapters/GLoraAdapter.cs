@@ -21,28 +21,28 @@ public sealed class GLoraAdapter : AdapterModule
     public override AdapterFormat Format => FileFormat;
 
     /// <summary>The four factors as (A1: in x r, A2: r x in, B1: out x r, B2: r x rest), whichever layout the file uses.</summary>
-    (Tensor A1, Tensor A2, Tensor B1, Tensor B2) Ordered()
+    (Tensor A1, Tensor A2, Tensor B1, Tensor B2) Ordered(long outDim)
     {
         Tensor M(Tensor t) => t.to(ScalarType.Float32).reshape(t.shape[0], -1);
-        return GLoraFormat.IsOld(Shapes) ? (M(_a2), M(_a1), M(_b2), M(_b1)) : (M(_a1), M(_a2), M(_b1), M(_b2));
+        return GLoraFormat.IsOld(Shapes, outDim) ? (M(_a2), M(_a1), M(_b2), M(_b1)) : (M(_a1), M(_a2), M(_b1), M(_b2));
     }
 
-    double Scale => Alpha is { } a && FileFormat.Rank(Shapes) is { } r ? a / r : 1.0;
+    double Scale(long outDim) => Alpha is { } a ? a / GLoraFormat.OrderedShapes(Shapes, outDim).A2[0] : 1.0;
 
     public override bool Fits(long[] weightShape, long[]? biasShape)
     {
-        var (a1, _, b1, b2) = GLoraFormat.OrderedShapes(Shapes);
-        return weightShape.Length is 2 or 4 && weightShape[0] == b1[0] && weightShape[1] == a1[0]
-               && b1[0] * Numel(b2[1..]) == Numel(weightShape);
+        if (weightShape.Length is not (2 or 4)) return false;
+        var (a1, _, b1, b2) = GLoraFormat.OrderedShapes(Shapes, weightShape[0]);
+        return weightShape[0] == b1[0] && weightShape[1] == a1[0] && b1[0] * Numel(b2[1..]) == Numel(weightShape);
     }
 
     protected override Tensor Delta(Tensor weight, int? dynRank)
     {
-        var (a1, a2, b1, b2) = Ordered();
+        var (a1, a2, b1, b2) = Ordered(weight.shape[0]);
         var wa = weight.dim() > 2
             ? torch.einsum("oikl,ir,rj->ojkl", weight, a1, a2)
             : weight.matmul(a1).matmul(a2);
-        return wa.add_(b1.matmul(b2).reshape(weight.shape)).mul_(Scale);
+        return wa.add_(b1.matmul(b2).reshape(weight.shape)).mul_(Scale(weight.shape[0]));
     }
 
     protected override IEnumerable<Tensor?> OwnedTensors => [_a1, _a2, _b1, _b2];
@@ -61,19 +61,21 @@ public sealed class GLoraAdapter : AdapterModule
         public override LoraAlgorithm Algorithm(IReadOnlyDictionary<string, long[]> parts) => LoraAlgorithm.GLoRA;
 
         /// <summary>
-        /// Old layout: b2[1] == b1[0] == a1[0] == a2[1] (the rank), unless the current layout's
-        /// equalities also hold and the weight is square, as ComfyUI decides (without the weight,
-        /// the current layout wins a tie).
+        /// Old layout: b2[1] == b1[0] == a1[0] == a2[1] (the rank). On a square layer the current
+        /// layout's equalities hold too; then, as ComfyUI decides, it is old when a2's first size is
+        /// the layer's output width (without the layer: when that size is the larger, the rank
+        /// being the smaller).
         /// </summary>
-        public static bool IsOld(IReadOnlyDictionary<string, long[]> s)
+        public static bool IsOld(IReadOnlyDictionary<string, long[]> s, long? outDim = null)
         {
             long[] a1 = s["a1.weight"], a2 = s["a2.weight"], b1 = s["b1.weight"], b2 = s["b2.weight"];
             bool old = b2[1] == b1[0] && b1[0] == a1[0] && a1[0] == a2[1];
             bool current = b2[0] == b1[1] && b1[1] == a1[1] && a1[1] == a2[0];
-            return old && !current;
+            if (!old || !current) return old;
+            return outDim is { } o ? a2[0] == o : a2[0] > a2[1];
         }
 
-        public static (long[] A1, long[] A2, long[] B1, long[] B2) OrderedShapes(IReadOnlyDictionary<string, long[]> s) => IsOld(s)
+        public static (long[] A1, long[] A2, long[] B1, long[] B2) OrderedShapes(IReadOnlyDictionary<string, long[]> s, long? outDim = null) => IsOld(s, outDim)
             ? (s["a2.weight"], s["a1.weight"], s["b2.weight"], s["b1.weight"])
             : (s["a1.weight"], s["a2.weight"], s["b1.weight"], s["b2.weight"]);
 
