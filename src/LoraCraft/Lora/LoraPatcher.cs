@@ -51,8 +51,11 @@ public sealed class LoraPatcher : IDisposable
             foreach (var (module, target) in app.Plan.Matched)
             {
                 double m = app.StrengthFor(target);
-                if (m == 0) continue;
-                if (app.Bypass && target.Layer is { } layer)
+                bool bypassed = app.Bypass && target.Layer is not null;
+                // a bypassed UNet branch stays at strength 0 (a schedule's start, a zero block): moving
+                // it later costs nothing, rebuilding it would
+                if (m == 0 && !(bypassed && target.Component == LoraComponent.UNet)) continue;
+                if (bypassed && target.Layer is { } layer)
                 {
                     if (!bypass.TryGetValue(layer, out var branches)) bypass[layer] = branches = new();
                     branches.Add((module, m, app.DynRank, target));
