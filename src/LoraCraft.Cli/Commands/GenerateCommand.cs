@@ -123,7 +123,7 @@ public static class GenerateCommand
         foreach (var l in loras)
         {
             var unmatched = l.Application.Plan.Unmatched;
-            if (!quiet) stderr.WriteLine($"LoRA {l.Name}: unet {l.Tag.UNet}, te {l.Tag.TextEncoder}, {l.Application.Plan.Matched.Count} layers");
+            if (!quiet) stderr.WriteLine($"LoRA {l.Name} ({l.Application.Plan.File.Algorithm.Id()}): unet {l.Tag.UNetSchedule?.ToString() ?? l.Tag.UNet.ToString(CultureInfo.InvariantCulture)}, te {l.Tag.TextEncoder}, {l.Application.Plan.Matched.Count} layers");
             // a partial fit is worth knowing even with --quiet (that only silences progress)
             if (unmatched.Count > 0)
                 stderr.WriteLine($"warning: LoRA {l.Name}: {unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", unmatched.Take(3))})");
