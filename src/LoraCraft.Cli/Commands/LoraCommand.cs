@@ -123,7 +123,7 @@ public static class LoraCommand
         Line("title", info.Title ?? "none");
         Line("family", info.Family?.Id() ?? "unknown");
         Line("type", Algorithm(info.Algorithm) + (info.Dora ? " with DoRA" : "")
-                     + (info.Algorithms.Count > 1 ? $" ({string.Join(", ", info.Algorithms.Select(p => string.Create(Inv, $"{p.Value} {Algorithm(p.Key)}")))})" : ""));
+                     + (info.Algorithms.Keys.Select(k => k == LoraAlgorithm.LoCon ? LoraAlgorithm.Lora : k).Distinct().Count() > 1 ? $" ({string.Join(", ", info.Algorithms.Select(p => string.Create(Inv, $"{p.Value} {Algorithm(p.Key)}")))})" : ""));
         Line("rank", info.Rank?.ToString(Inv) ?? "unknown");
         Line("alpha", info.Alpha is { } alpha
             ? TextFormat.Num(alpha) + (info.Rank is { } r ? $" (scale {TextFormat.Num(alpha / r)})" : "")

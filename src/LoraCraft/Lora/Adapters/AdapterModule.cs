@@ -114,8 +114,5 @@ public abstract class AdapterModule : IDisposable
         GC.SuppressFinalize(this);
     }
 
-    /// <summary>A float32 copy with the weight's layout, whatever the stored dtype.</summary>
-    protected static Tensor F32(Tensor t, Tensor like) => t.to(ScalarType.Float32, like.device);
-
     protected static long Numel(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
 }
