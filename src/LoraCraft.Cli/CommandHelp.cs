@@ -57,6 +57,23 @@ public static class CommandHelp
             loracraft lora list [--dir DIR] [--json]
             loracraft lora info FILE|NAME [--dir DIR] [--json]
             loracraft lora check FILE|NAME --model CKPT [--config DIR] [--tokenizer DIR] [--json]
+            loracraft lora merge-into --model CKPT --lora FILE[:UNET[:TE]]... [--te-strength X]
+                                      [--dtype fp16|bf16|fp32] --out NEW.safetensors [--force]
+                a checkpoint with the LoRAs baked in (same keys, layout and, unless --dtype, types)
+            loracraft lora extract --base CKPT0 --tuned CKPT1 --rank R [--conv-rank R]
+                                   [--sv-ratio X | --sv-fro X | --sv-cumulative X] [--clamp-quantile 0.99]
+                                   [--min-diff 0.01] [--dtype fp32|fp16|bf16] --out LORA [--force]
+                kohya's extract_lora_from_models: SVD of tuned - base per layer
+            loracraft lora resize IN (--new-rank R | --dynamic-method sv_fro|sv_ratio|sv_cumulative
+                                  --dynamic-param P [--new-rank MAX]) [--new-conv-rank R] [--verbose]
+                                  [--dtype ...] --out OUT [--force]
+                kohya's resize_lora, with the Frobenius norm kept per module (--verbose) and on average
+            loracraft lora merge A[:W] B[:W]... (--concat | --svd-rank R) [--dtype fp16|bf16|fp32] --out C [--force]
+                several LoRAs into one: concat is exact (ranks add), SVD re-factors to rank R
+            loracraft lora convert IN --to kohya|peft [--model CKPT | --family sd1|sd2|sdxl] --out OUT [--force]
+                peft/diffusers <-> kohya names (SDXL diffusers <-> SGM too), alphas kept
+            loracraft lora bake-blocks IN --blocks SPEC [--elements RULES] [--model CKPT | --family F] --out OUT [--force]
+                block weights made permanent; SPEC as lbw= in prompt tags (ALL, MIDD, 17/26/12/20 values)
             """,
         "debug" => """
             loracraft debug unet --model PATH [--config DIR] [--tokenizer DIR] [--lora FILE:MULT]...

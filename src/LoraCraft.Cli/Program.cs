@@ -31,6 +31,10 @@ namespace LoraCraft.Cli
               lora info FILE|NAME [--dir DIR] [--json] all of the above plus metadata and top training tags
               lora check FILE|NAME --model PATH [--config DIR] [--tokenizer DIR] [--json]
                                                        which LoRA keys map onto the model, per component
+              lora merge-into|extract|resize|merge|convert|bake-blocks …
+                                                       LoRA tools: bake into a checkpoint, extract from two,
+                                                       change rank, join, rename, bake block weights
+                                                       (see 'loracraft lora --help')
               make-lora --model PATH [--config DIR] [--tokenizer DIR] --rank R [--alpha A] [--seed N]
                         [--targets attention|all] --out FILE.safetensors
                                                        RANDOM-weight kohya LoRA for that model (fp16), for

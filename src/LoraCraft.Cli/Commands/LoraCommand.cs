@@ -26,14 +26,15 @@ public static class LoraCommand
     public static int Run(string command, string[] argv, TextWriter stdout)
     {
         if (command == "make-lora") return MakeLoraCommand.Run(argv, stdout);
-        if (argv.Length == 0) throw new UserErrorException("'lora' needs a subcommand: list, info or check");
+        if (argv.Length == 0) throw new UserErrorException($"'lora' needs a subcommand: list, info, check, {string.Join(", ", LoraToolsCommand.Subcommands)}");
         var rest = argv[1..];
+        if (LoraToolsCommand.Subcommands.Contains(argv[0])) return LoraToolsCommand.Run(argv[0], rest, stdout);
         return argv[0] switch
         {
             "list" => List(rest, stdout),
             "info" => Info(rest, stdout),
             "check" => Check(rest, stdout),
-            var s => throw new UserErrorException($"unknown 'lora' subcommand '{s}' (list, info or check)"),
+            var s => throw new UserErrorException($"unknown 'lora' subcommand '{s}' (list, info, check, {string.Join(", ", LoraToolsCommand.Subcommands)})"),
         };
     }
 

@@ -29,8 +29,12 @@ public sealed record LoraTarget(LoraComponent Component, string Name, Weight Wei
     public UNetBlock? Block { get; init; }
 }
 
-/// <summary>A patchable layer and its module key as kohya writes it for the model's family.</summary>
-public sealed record LoraLayer(LoraTarget Target, string KohyaKey);
+/// <summary>A patchable layer, its module key as kohya writes it for the model's family, and as diffusers/peft write it (dotted).</summary>
+public sealed record LoraLayer(LoraTarget Target, string KohyaKey)
+{
+    /// <summary>`unet.down_blocks.0.….to_q`, `text_encoder.text_model.encoder.….q_proj`; null where diffusers has no name for the layer.</summary>
+    public string? DiffusersKey { get; init; }
+}
 
 /// <summary>
 /// Every name under which adapter writers refer to each patchable layer of a loaded model:
@@ -51,40 +55,76 @@ public sealed partial class LoraTargets
     /// <summary>Every GroupNorm and LayerNorm, in the same order.</summary>
     public IReadOnlyList<LoraLayer> Norms => _norms;
 
-    public LoraTargets(StableDiffusionModel model)
+    public LoraTargets(StableDiffusionModel model) : this(model.Family, model.UNet, model.TextEncoders.Select(t => t.Model).ToList()) { }
+
+    /// <summary>The layers of a checkpoint read without its weights (tools that stream a file).</summary>
+    public LoraTargets(CheckpointStructure structure) : this(structure.Family, structure.UNet, structure.TextEncoders) { }
+
+    public LoraTargets(ModelFamily family, Models.UNet.UNetModel unet, IReadOnlyList<Models.Clip.ClipTextModel> textEncoders)
     {
-        Family = model.Family;
-        int perLevel = model.UNet.Config.ResBlocksPerLevel;
-        foreach (var (module, target) in Patchable(model.UNet, LoraComponent.UNet))
+        Family = family;
+        int perLevel = unet.Config.ResBlocksPerLevel;
+        foreach (var (module, target) in Patchable(unet, LoraComponent.UNet))
         {
             var t = target with { Block = BlockOf(module, perLevel) };
             string sgm = "lora_unet_" + Under(module);
             Add(t, sgm, "diffusion_model." + module, "model.diffusion_model." + module);
             string? diffusers = null;
-            if (DiffusersNames.UNet(module + ".weight", model.UNet.Config) is { } d)
+            if (DiffusersNames.UNet(module + ".weight", unet.Config) is { } d)
             {
                 string dm = d[..^".weight".Length];
                 diffusers = "lora_unet_" + Under(dm);
                 Add(t, diffusers, "unet." + dm);
             }
             // kohya names SD1/SD2 layers after diffusers modules and SDXL layers after SGM ones
-            (t.Kind == LoraTargetKind.Norm ? _norms : _layers).Add(new LoraLayer(t, model.Family == ModelFamily.Sdxl ? sgm : diffusers ?? sgm));
+            (t.Kind == LoraTargetKind.Norm ? _norms : _layers).Add(new LoraLayer(t, family == ModelFamily.Sdxl ? sgm : diffusers ?? sgm)
+            {
+                DiffusersKey = DiffusersNames.UNet(module + ".weight", unet.Config) is { } dn ? "unet." + dn[..^".weight".Length] : null,
+            });
         }
-        for (int i = 0; i < model.TextEncoders.Count; i++)
+        for (int i = 0; i < textEncoders.Count; i++)
         {
             var component = i == 0 ? LoraComponent.TextEncoder1 : LoraComponent.TextEncoder2;
-            string kohya = model.Family == ModelFamily.Sdxl ? (i == 0 ? "lora_te1_" : "lora_te2_") : "lora_te_";
+            string kohya = family == ModelFamily.Sdxl ? (i == 0 ? "lora_te1_" : "lora_te2_") : "lora_te_";
             string dotted = i == 0 ? "text_encoder." : "text_encoder_2.";
-            foreach (var (module, target) in Patchable(model.TextEncoders[i].Model, component))
+            foreach (var (module, target) in Patchable(textEncoders[i], component))
             {
                 string key = kohya + "text_model_" + Under(module);
                 Add(target, key, dotted + "text_model." + module, dotted + module);
-                (target.Kind == LoraTargetKind.Norm ? _norms : _layers).Add(new LoraLayer(target, key));
+                (target.Kind == LoraTargetKind.Norm ? _norms : _layers).Add(new LoraLayer(target, key) { DiffusersKey = dotted + "text_model." + module });
             }
         }
     }
 
     public LoraTarget? Find(string key) => _byKey.GetValueOrDefault(key);
+
+    /// <summary>The layer of <paramref name="target"/> with its names.</summary>
+    public LoraLayer LayerOf(LoraTarget target)
+    {
+        _layerOf ??= _layers.Concat(_norms).ToDictionary(l => l.Target, new TargetIdentity());
+        return _layerOf.TryGetValue(target, out var l) ? l : throw new ArgumentException("not a target of this model", nameof(target));
+    }
+
+    Dictionary<LoraTarget, LoraLayer>? _layerOf;
+
+    /// <summary>Targets are records: two layers with equal names and shapes are still different layers.</summary>
+    sealed class TargetIdentity : IEqualityComparer<LoraTarget>
+    {
+        public bool Equals(LoraTarget? x, LoraTarget? y) => ReferenceEquals(x, y);
+        public int GetHashCode(LoraTarget obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
+    }
+
+    /// <summary>
+    /// The layers of a full-size model of <paramref name="family"/> (the standard SD1.5, SD2 and
+    /// SDXL architectures), for tools that rename or sort a LoRA's modules without a checkpoint.
+    /// </summary>
+    public static LoraTargets Standard(ModelFamily family)
+    {
+        var kind = family switch { ModelFamily.Sd1 => Models.Random.RandomModelKind.Sd15, ModelFamily.Sd2 => Models.Random.RandomModelKind.Sd2, _ => Models.Random.RandomModelKind.Sdxl };
+        var a = Models.Random.RandomArchitecture.Of(kind, Models.Random.RandomModelSize.Full);
+        // declaring the networks allocates no tensor
+        return new LoraTargets(family, new Models.UNet.UNetModel(a.UNet), a.Text.Select(t => new Models.Clip.ClipTextModel(t.Config)).ToList());
+    }
 
     /// <summary>Linear, convolution and norm layers (not embeddings), with their module names.</summary>
     static IEnumerable<(string Module, LoraTarget Target)> Patchable(Net net, LoraComponent component)
