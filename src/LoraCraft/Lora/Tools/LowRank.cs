@@ -51,7 +51,7 @@ public static class LowRank
         var down = vh[..rank, ..];
         if (clampQuantile is { } q && q < 1)
         {
-            var hi = torch.quantile(torch.cat([up.flatten(), down.flatten()]), q).item<float>();
+            var hi = torch.quantile(torch.cat([up.flatten(), down.flatten()]), torch.tensor((float)q)).item<float>();
             up = up.clamp(-hi, hi);
             down = down.clamp(-hi, hi);
         }
