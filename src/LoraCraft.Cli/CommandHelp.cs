@@ -31,8 +31,11 @@ public static class CommandHelp
               --init-image PNG --denoise F (0.75)          img2img
               --mask PNG              inpainting, white = repaint
               --inpaint-crop [--crop-context PX] [--crop-size PX]   crop-and-stitch inpainting
-              --lora FILE_OR_NAME[:UNET[:TE]]   repeatable (ComfyUI LoraLoader strengths)
+              --lora FILE_OR_NAME[:UNET[:TE]]   repeatable (ComfyUI LoraLoader strengths; a strength
+                                      may be keyframes, 0@0,1@0.5)
               --lora-dir DIR          where <lora:NAME> is looked up (./models/Lora)
+              --lora-mode auto|merge|bypass   merge into the weights, or run beside them (auto:
+                                      bypass only for LoRAs whose strength changes per step)
               --batch-count N (1)     FILE-1.png, FILE-2.png, ...
               --save-latent FILE      final latent as safetensors (tensor 'latent')
               --from-png FILE         rerun the parameters stored in a PNG
@@ -80,6 +83,23 @@ public static class CommandHelp
               --hf-url URL         Hugging Face or a mirror (HF_ENDPOINT, else https://huggingface.co)
             get writes NAME.civitai.info (Civitai) or NAME.json (Hugging Face card) and NAME.preview.png;
             an interrupted download resumes on the next run.
+            loracraft lora merge-into --model CKPT --lora FILE[:UNET[:TE]]... [--te-strength X]
+                                      [--dtype fp16|bf16|fp32] --out NEW.safetensors [--force]
+                a checkpoint with the LoRAs baked in (same keys, layout and, unless --dtype, types)
+            loracraft lora extract --base CKPT0 --tuned CKPT1 --rank R [--conv-rank R]
+                                   [--sv-ratio X | --sv-fro X | --sv-cumulative X] [--clamp-quantile 0.99]
+                                   [--min-diff 0.01] [--dtype fp32|fp16|bf16] --out LORA [--force]
+                kohya's extract_lora_from_models: SVD of tuned - base per layer
+            loracraft lora resize IN (--new-rank R | --dynamic-method sv_fro|sv_ratio|sv_cumulative
+                                  --dynamic-param P [--new-rank MAX]) [--new-conv-rank R] [--verbose]
+                                  [--dtype ...] --out OUT [--force]
+                kohya's resize_lora, with the Frobenius norm kept per module (--verbose) and on average
+            loracraft lora merge A[:W] B[:W]... (--concat | --svd-rank R) [--dtype fp16|bf16|fp32] --out C [--force]
+                several LoRAs into one: concat is exact (ranks add), SVD re-factors to rank R
+            loracraft lora convert IN --to kohya|peft [--model CKPT | --family sd1|sd2|sdxl] --out OUT [--force]
+                peft/diffusers <-> kohya names (SDXL diffusers <-> SGM too), alphas kept
+            loracraft lora bake-blocks IN --blocks SPEC [--elements RULES] [--model CKPT | --family F] --out OUT [--force]
+                block weights made permanent; SPEC as lbw= in prompt tags (ALL, MIDD, 17/26/12/20 values)
             """,
         "prompt" => """
             loracraft prompt schedule --steps N [--old-scheduling] [--hires-steps N] [--json] TEXT
@@ -96,6 +116,11 @@ public static class CommandHelp
               AND and prompt editing are not interpreted (see 'prompt schedule')
             loracraft debug noise --seed S --shape 1,4,64,64 [--noise cpu|nv] [--draws K] --out FILE.safetensors
               tensors noise.0 ... noise.K-1: successive draws of one generator seeded with S
+            loracraft debug unet --model PATH [--config DIR] [--tokenizer DIR] [--lora FILE:MULT]...
+                                 --inputs IN.safetensors --timestep T --out OUT.safetensors
+                                 [--lora-mode merge|bypass] [--dtype fp32|bf16] [--device cpu|cuda]
+            One UNet call: IN holds 'sample' and 'context' (and 'y' for SDXL); OUT gets 'eps' in float32.
+            LoRAs apply to the UNet only, at MULT. float32 unless --dtype says otherwise.
             """,
         "train" => """
             loracraft train --model CKPT --train-data-dir DIR --output-dir DIR [--output-name NAME] [options]

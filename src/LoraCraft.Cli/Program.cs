@@ -39,6 +39,10 @@ namespace LoraCraft.Cli
               lora fetch-info [--dir DIR]              look up the folder's LoRAs on Civitai by hash
               lora search QUERY [--base sd1|sdxl] [--source civitai|hf]
                                                        LoRAs on Civitai and Hugging Face, with ids for get
+              lora merge-into|extract|resize|merge|convert|bake-blocks …
+                                                       LoRA tools: bake into a checkpoint, extract from two,
+                                                       change rank, join, rename, bake block weights
+                                                       (see 'loracraft lora --help')
               make-lora --model PATH [--config DIR] [--tokenizer DIR] --rank R [--alpha A] [--seed N]
                         [--targets attention|all] --out FILE.safetensors
                                                        RANDOM-weight kohya LoRA for that model (fp16), for
@@ -52,6 +56,10 @@ namespace LoraCraft.Cli
                                                        what a prompt becomes (context, pooled), float32
               debug noise --seed S --shape 1,4,64,64 [--noise cpu|nv] [--draws K] --out FILE
                                                        successive noise draws of one seeded generator
+              debug unet --model PATH [--config DIR] [--lora FILE:MULT]... --inputs IN.safetensors
+                         --timestep T --out OUT.safetensors [--lora-mode merge|bypass]
+                                                       one UNet call (IN: sample, context[, y]; OUT: eps,
+                                                       float32), LoRAs on the UNet only, for comparisons
               train --model CKPT --train-data-dir DIR --output-dir DIR [--output-name NAME] [options]
                                                        train a LoRA (kohya's train_network.py flags; see
                                                        'loracraft train --help' and README)

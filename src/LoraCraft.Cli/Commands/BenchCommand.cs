@@ -43,6 +43,7 @@ public static class BenchCommand
                 ["vae_decode_s"] = Round(r.VaeDecodeSeconds), ["total_s"] = Round(r.TotalSeconds), ["peak_rss_mb"] = Math.Round(r.PeakRssMb), ["peak_rss_with_lora_mb"] = Math.Round(r.PeakRssWithLoraMb),
                 ["lora_apply_s"] = Round(r.LoraApplySeconds), ["lora_switch_s"] = Round(r.LoraSwitchSeconds),
                 ["lora_reapply_s"] = Round(r.LoraReapplySeconds), ["step_with_lora_s"] = Round(r.StepWithLoraSeconds),
+                ["step_with_lora_bypass_s"] = Round(r.StepWithLoraBypassSeconds), ["lora_remerge_s"] = Round(r.LoraRemergeSeconds),
             }));
         }
         else
@@ -58,7 +59,8 @@ public static class BenchCommand
             Row("LoRA apply", $"{r.LoraApplySeconds:F3} s (rank {options.LoraRank})");
             Row("LoRA switch", $"{r.LoraSwitchSeconds:F3} s");
             Row("LoRA same set again", $"{r.LoraReapplySeconds:F3} s");
-            Row("per step with LoRA", $"{r.StepWithLoraSeconds:F2} s");
+            Row("per step with LoRA", $"{r.StepWithLoraSeconds:F2} s merged, {r.StepWithLoraBypassSeconds:F2} s in bypass");
+            Row("LoRA re-merge", $"{r.LoraRemergeSeconds:F3} s (per step, for a merged schedule)");
             Row("total", $"{r.TotalSeconds:F1} s");
             Row("peak RSS", $"{r.PeakRssMb:F0} MiB (with the LoRA part: {r.PeakRssWithLoraMb:F0} MiB)");
         }

@@ -44,7 +44,11 @@ static class GenerateArgs
                     WorkingSize = a.Get("crop-size") is null ? null : a.GetInt("crop-size", 0),
                 },
             };
-        j = j with { Loras = [.. j.Loras, .. a.GetAll("lora").Select(LoraTags.ParseOption).Select(t => new LoraUse(t.Name, t.UNet, t.TextEncoder, t.DynRank))] };
+        j = j with { Loras = [.. j.Loras, .. a.GetAll("lora").Select(LoraTags.ParseOption).Select(t => new LoraUse(t.Name, t.UNet, t.TextEncoder, t.DynRank)
+        {
+            UNetSchedule = t.UNetSchedule?.ToString(), TextEncoderSchedule = t.TextEncoderSchedule?.ToString(),
+        })] };
+        if (a.Get("lora-mode") is { } loraMode) j = j with { LoraMode = LoraModes.Parse(loraMode) };
         if (a.Get("prediction") is { } prediction)
             j = j with
             {

@@ -18,7 +18,7 @@ public static class GenerateCommand
     [
         "model", "config", "tokenizer", "prompt", "negative", "seed", "steps", "cfg", "sampler", "scheduler",
         "width", "height", "clip-skip", "init-image", "denoise", "mask", "crop-context", "crop-size",
-        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "dtype", "threads", "vae-tiling", "device",
+        "batch-count", "out", "save-latent", "from-png", "prediction", "lora", "lora-dir", "lora-mode", "dtype", "threads", "vae-tiling", "device",
         "memory-limit", "embeddings-dir", "prompt-style", "noise", "noise-convention", "subseed", "subseed-strength",
     ];
 

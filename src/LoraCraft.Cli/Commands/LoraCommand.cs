@@ -24,7 +24,7 @@ public static class LoraCommand
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
     static readonly JsonWriterOptions JsonOptions = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     internal static readonly JsonSerializerOptions JsonSerializerOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    const string Subcommands = "list, info, check, get, fetch-info or search";
+    static readonly string Subcommands = "list, info, check, get, fetch-info, search, " + string.Join(", ", LoraToolsCommand.Subcommands);
 
     public static int Run(string command, string[] argv, TextWriter stdout, TextWriter? stderr = null)
     {
@@ -32,6 +32,7 @@ public static class LoraCommand
         if (command == "make-lora") return MakeLoraCommand.Run(argv, stdout);
         if (argv.Length == 0) throw new UserErrorException($"'lora' needs a subcommand: {Subcommands}");
         var rest = argv[1..];
+        if (LoraToolsCommand.Subcommands.Contains(argv[0])) return LoraToolsCommand.Run(argv[0], rest, stdout);
         return argv[0] switch
         {
             "list" => List(rest, stdout),
@@ -84,7 +85,7 @@ public static class LoraCommand
         var table = rows.Zip(sidecars, (r, side) => r.Info is { } i
             ? new[]
             {
-                i.Name, i.Family?.Id() ?? "?", Algorithm(i.Algorithm), i.Rank?.ToString(Inv) ?? "?", i.Alpha is { } al ? TextFormat.Num(al) : "=rank",
+                i.Name, i.Family?.Id() ?? "?", Algorithm(i.Algorithm) + (i.Dora ? "+dora" : ""), i.Rank?.ToString(Inv) ?? "?", i.Alpha is { } al ? TextFormat.Num(al) : "=rank",
                 i.Modules.UNet.ToString(Inv), TextEncoders(i.Modules), TextFormat.Human(i.SizeBytes), i.Hash ?? "", TextFormat.Shown(i.Title ?? "", 40),
                 TextFormat.Shown(side.BaseModel ?? "", 20),
                 i.Triggers is { } t ? TextFormat.Shown(string.Join(", ", t.Words), 60) : "",
@@ -133,7 +134,8 @@ public static class LoraCommand
         Line("name", info.Name);
         Line("title", info.Title ?? "none");
         Line("family", info.Family?.Id() ?? "unknown");
-        Line("type", Algorithm(info.Algorithm));
+        Line("type", Algorithm(info.Algorithm) + (info.Dora ? " with DoRA" : "")
+                     + (info.Algorithms.Keys.Select(k => k == LoraAlgorithm.LoCon ? LoraAlgorithm.Lora : k).Distinct().Count() > 1 ? $" ({string.Join(", ", info.Algorithms.Select(p => string.Create(Inv, $"{p.Value} {Algorithm(p.Key)}")))})" : ""));
         Line("rank", info.Rank?.ToString(Inv) ?? "unknown");
         Line("alpha", info.Alpha is { } alpha
             ? TextFormat.Num(alpha) + (info.Rank is { } r ? $" (scale {TextFormat.Num(alpha / r)})" : "")
@@ -206,6 +208,11 @@ public static class LoraCommand
                 text.Append(Inv, $"  {p.Label.PadRight(width)}  {p.Matched,5} matched  {p.Unmatched,5} unmatched");
                 text.Append(p.Layers > 0 ? string.Create(Inv, $"  (model has {p.Layers} patchable layers)\n") : "\n");
             }
+            text.Append("types     ").Append(string.Join(", ", Plan.Matched.GroupBy(m => m.Module.Algorithm).OrderBy(g => g.Key).Select(g =>
+            {
+                int dora = g.Count(m => m.Module.IsDora);
+                return string.Create(Inv, $"{g.Count()} {Algorithm(g.Key)}") + (dora > 0 ? string.Create(Inv, $" ({dora} with DoRA)") : "");
+            }))).Append('\n');
             if (!Complete)
             {
                 text.Append("unmatched keys:\n");
@@ -234,6 +241,22 @@ public static class LoraCommand
                 json.WriteEndObject();
             }
             json.WriteEndObject();
+            json.WriteStartArray("modules");
+            foreach (var (module, target) in Plan.Matched)
+            {
+                json.WriteStartObject();
+                json.WriteString("key", module.Key);
+                json.WriteString("algorithm", Algorithm(module.Algorithm));
+                json.WriteBoolean("dora", module.IsDora);
+                if (module.Rank is { } rank) json.WriteNumber("rank", rank); else json.WriteNull("rank");
+                json.WriteString("component", target.Component switch
+                {
+                    LoraComponent.UNet => "unet", LoraComponent.TextEncoder1 => "text_encoder_1", _ => "text_encoder_2",
+                });
+                json.WriteString("target", target.Name);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
             json.WriteStartArray("unmatched_keys");
             foreach (var k in Plan.Unmatched) json.WriteStringValue(k);
             json.WriteEndArray();
@@ -251,6 +274,10 @@ public static class LoraCommand
         json.WriteNumber("size_bytes", i.SizeBytes);
         json.WriteString("family", i.Family?.Id());
         json.WriteString("algorithm", Algorithm(i.Algorithm));
+        json.WriteBoolean("dora", i.Dora);
+        json.WriteStartObject("algorithms");
+        foreach (var (a, n) in i.Algorithms) json.WriteNumber(Algorithm(a), n);
+        json.WriteEndObject();
         if (i.Rank is { } rank) json.WriteNumber("rank", rank); else json.WriteNull("rank");
         if (i.Alpha is { } alpha) json.WriteNumber("alpha", alpha); else json.WriteNull("alpha");
         json.WriteStartObject("modules");
@@ -277,7 +304,7 @@ public static class LoraCommand
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    static string Algorithm(LoraAlgorithm a) => a.ToString().ToLowerInvariant();
+    static string Algorithm(LoraAlgorithm a) => a.Id();
 
     static string TextEncoders(LoraModuleCounts m) =>
         m.TextEncoder2 > 0 ? string.Create(Inv, $"{m.TextEncoder1}+{m.TextEncoder2}") : m.TextEncoder1.ToString(Inv);

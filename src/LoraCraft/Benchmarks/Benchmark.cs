@@ -43,6 +43,10 @@ public sealed record BenchResult
     public double LoraSwitchSeconds { get; init; }
     public double LoraReapplySeconds { get; init; }
     public double StepWithLoraSeconds { get; init; }
+    /// <summary>The same LoRA beside the layers (bypass): no merge, an extra low-rank product per layer and call.</summary>
+    public double StepWithLoraBypassSeconds { get; init; }
+    /// <summary>Re-merging that LoRA at another strength: what a merged per-step schedule pays at every step.</summary>
+    public double LoraRemergeSeconds { get; init; }
 }
 
 /// <summary>

@@ -36,18 +36,29 @@ static class LoraBenchmark
         double reapply = clock.Elapsed.TotalSeconds;
         log.WriteLine($"LoRA rank {options.LoraRank}: apply {apply:F3} s, switch {switchTime:F3} s; sampling with it...");
         int size = model.Family.DefaultSize();
-        using var result = StableDiffusionPipeline.Generate(model, new GenerationRequest
+        var request = new GenerationRequest
         {
             Prompt = "a photo of a cat sitting on a wooden table, soft light", Negative = "low quality, blurry",
             Seed = 1, Steps = options.Steps, Cfg = 7, Sampler = "euler", Scheduler = "normal",
             Width = options.Width ?? size, Height = options.Height ?? size,
-        });
+        };
+        double merged;
+        using (var result = StableDiffusionPipeline.Generate(model, request)) merged = result.Timings.SamplingSeconds / options.Steps;
+        // what a per-step schedule costs in each mode: re-merging at a new strength, or a bypass step
+        clock.Restart();
+        patcher.Apply([new LoraApplication(b, 0.9, 1)]);
+        double remerge = clock.Elapsed.TotalSeconds;
+        patcher.Apply([new LoraApplication(b, 1, 1) { Bypass = true }]);
+        log.WriteLine($"LoRA re-merge at another strength {remerge:F3} s; sampling with it in bypass mode...");
+        double bypass;
+        using (var result = StableDiffusionPipeline.Generate(model, request)) bypass = result.Timings.SamplingSeconds / options.Steps;
+        patcher.Apply([]);
         a.File.Dispose();
         b.File.Dispose();
         return r with
         {
             LoraApplySeconds = apply, LoraSwitchSeconds = switchTime, LoraReapplySeconds = reapply,
-            StepWithLoraSeconds = result.Timings.SamplingSeconds / options.Steps,
+            StepWithLoraSeconds = merged, StepWithLoraBypassSeconds = bypass, LoraRemergeSeconds = remerge,
         };
     }
 }

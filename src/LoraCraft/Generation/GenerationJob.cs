@@ -14,7 +14,13 @@ public sealed record ImageInput(byte[]? Bytes = null, string? Path = null)
 }
 
 /// <summary>A LoRA chosen outside the prompt (ComfyUI's LoraLoader, the native API's list): name or file, strengths.</summary>
-public sealed record LoraUse(string Name, double UNet = 1, double TextEncoder = 1, int? DynRank = null);
+public sealed record LoraUse(string Name, double UNet = 1, double TextEncoder = 1, int? DynRank = null)
+{
+    /// <summary>Per-step UNet strength as keyframes ("0@0,1@0.5", steps or fractions); overrides <see cref="UNet"/>.</summary>
+    public string? UNetSchedule { get; init; }
+    /// <summary>Text-encoder strength as keyframes (the text is encoded once: the value at step 0 is used).</summary>
+    public string? TextEncoderSchedule { get; init; }
+}
 
 /// <summary>A1111's "masked content" for inpainting (`inpainting_fill`).</summary>
 public enum MaskedContent { Fill = 0, Original = 1, LatentNoise = 2, LatentNothing = 3 }
@@ -75,6 +81,8 @@ public sealed record GenerationJob
     public InpaintSettings Inpaint { get; init; } = new();
 
     public IReadOnlyList<LoraUse> Loras { get; init; } = [];
+    /// <summary>How LoRAs are applied: merged, beside the layers (bypass), or auto (bypass only for per-step schedules).</summary>
+    public Lora.LoraMode LoraMode { get; init; } = Lora.LoraMode.Auto;
     /// <summary>name -> A1111 LoRA hash, from a PNG's `Lora hashes`: finds renamed files.</summary>
     public IReadOnlyDictionary<string, string>? KnownLoraHashes { get; init; }
 

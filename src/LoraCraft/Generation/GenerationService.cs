@@ -160,25 +160,29 @@ public sealed class GenerationService : IDisposable
         var (negative, negativeTags) = LoraTags.Extract(request.Negative);
         var selector = new LoraSelector(Loras, Options.Hashes, Options.AllowPaths);
         var selected = selector.Select(promptTags.Concat(negativeTags),
-                                       job.Loras.Select(l => new LoraTag(l.Name, l.TextEncoder, l.UNet, l.DynRank)), job.KnownLoraHashes);
+                                       job.Loras.Select(ToTag), job.KnownLoraHashes);
         var fileLeases = new List<LoraFileLease>();
         try
         {
-            var applications = new List<LoraApplication>();
+            var scheduled = new List<ScheduledLora>();
             var applied = new List<AppliedLora>();
             foreach (var s in selected)
             {
                 var fileLease = _loraFiles.Acquire(s.Path);
                 fileLeases.Add(fileLease);
                 var plan = loaded.Plan(fileLease.File);
-                applications.Add(new LoraApplication(plan, s.Tag.UNet, s.Tag.TextEncoder, s.Tag.DynRank));
+                scheduled.Add(new ScheduledLora(s.Tag, new LoraApplication(plan, s.Tag.UNet, s.Tag.TextEncoder, s.Tag.DynRank)));
                 applied.Add(new AppliedLora(s.Name, s.Path, s.Tag.UNet, s.Tag.TextEncoder, plan.Matched.Count, plan.Unmatched.Count));
                 // a partial fit is worth knowing even when progress is quiet
                 if (plan.Unmatched.Count > 0)
                     Warn($"LoRA {s.Name}: {plan.Unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", plan.Unmatched.Take(3))})");
             }
-            ctx.Report(new JobPhase(ctx.Id, "loras", string.Join(", ", applied.Select(a => $"{a.Name} (unet {Num(a.UNet)}, te {Num(a.TextEncoder)}, {a.Layers} layers)"))));
-            using var use = loaded.Use(applications);
+            ctx.Report(new JobPhase(ctx.Id, "loras", string.Join(", ", applied.Zip(scheduled, (a, s) =>
+                $"{a.Name} ({s.Application.Plan.File.Algorithm.Id()}: unet {s.Tag.UNetSchedule?.ToString() ?? Num(a.UNet)}, te {Num(a.TextEncoder)}, {a.Layers} layers)"))));
+            // strengths of step 0 now; per-step schedules move them before each model call
+            using var use = loaded.Hold();
+            var loraRun = new LoraRun(use.Apply, scheduled, request.LoraMode);
+            loraRun.Start(request.Steps);
 
             // textual inversions: the folder's, and those bundled in the LoRAs applied
             var embeddings = Embeddings.ToSet().With(selected.SelectMany(s => TextualInversion.FromLora(s.Path)));
@@ -196,7 +200,7 @@ public sealed class GenerationService : IDisposable
             for (int i = 0; i < job.BatchCount && !ctx.Interrupted; i++)
             {
                 var one = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i) };
-                var image = RunOne(loaded, one, crop, i, job, steps, ctx);
+                var image = RunOne(loaded, one, crop, i, job, steps, ctx, loraRun);
                 var parameters = GenerationParameters.Describe(one with { Prompt = recordedPrompt, Negative = job.Negative }, modelName, modelHash, Options.Version, extra);
                 string infotext = parameters.Format();
                 using var result = image;
@@ -224,12 +228,25 @@ public sealed class GenerationService : IDisposable
         }
     }
 
+    static LoraTag ToTag(LoraUse l)
+    {
+        string where = $"LoRA '{l.Name}'";
+        return new LoraTag(l.Name, l.TextEncoder, l.UNet, l.DynRank)
+        {
+            UNetSchedule = l.UNetSchedule is { } u ? StrengthSchedule.Parse(u, where) : null,
+            TextEncoderSchedule = l.TextEncoderSchedule is { } t ? StrengthSchedule.Parse(t, where) : null,
+        };
+    }
+
     /// <summary>One image of the job, whole or crop-and-stitched.</summary>
-    OneImage RunOne(LoadedModel loaded, GenerationRequest request, CropOptions? crop, int index, GenerationJob job, StepClock clock, JobContext ctx)
+    OneImage RunOne(LoadedModel loaded, GenerationRequest request, CropOptions? crop, int index, GenerationJob job, StepClock clock, JobContext ctx, LoraRun loras)
     {
         var model = loaded.Model;
         var progress = new StepProgress(ctx, clock, index, job.PreviewEvery, model.Family);
-        var sampler = new SamplerContext(progress, ctx.Cancel) { Stop = ctx.StopCurrentImage };
+        var sampler = new SamplerContext(progress, ctx.Cancel)
+        {
+            Stop = ctx.StopCurrentImage, BeforeModelCall = loras.Scheduled ? loras.BeforeModelCall : null,
+        };
         ctx.Report(new JobPhase(ctx.Id, "sampling", job.BatchCount > 1 ? $"image {index + 1}/{job.BatchCount}" : null));
         if (crop is null)
         {
@@ -271,7 +288,7 @@ public sealed class GenerationService : IDisposable
             NoiseConvention = job.NoiseConvention ?? (job.Noise == RandomSource.Nv || job.SubseedStrength != 0 ? NoiseConvention.A1111 : NoiseConvention.ComfyUI),
             Seed = job.Seed ?? Seeds.Random(),
             Subseed = job.Subseed ?? (job.SubseedStrength != 0 ? Seeds.Random() : 0),
-            SubseedStrength = job.SubseedStrength, VaeTiling = job.VaeTiling, ScheduleSteps = job.ScheduleSteps,
+            SubseedStrength = job.SubseedStrength, VaeTiling = job.VaeTiling, ScheduleSteps = job.ScheduleSteps, LoraMode = job.LoraMode,
         };
         int size = FamilySize(model);
         if (job.InitImage is null)

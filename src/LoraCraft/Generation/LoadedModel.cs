@@ -43,26 +43,45 @@ public sealed class LoadedModel : IDisposable
     /// <summary>Holds the model for one job and makes <paramref name="set"/> its LoRAs (rewriting only what changed).</summary>
     public IDisposable Use(IReadOnlyList<LoraApplication> set)
     {
-        Monitor.Enter(_use);
+        var hold = Hold();
         try
         {
-            _patcher.Apply(set);
-            Applied = set;
-            return new Release(this);
+            hold.Apply(set);
+            return hold;
         }
         catch
         {
-            Monitor.Exit(_use);
+            hold.Dispose();
             throw;
         }
     }
 
-    sealed class Release(LoadedModel owner) : IDisposable
+    /// <summary>Holds the model for one job; <see cref="ModelHold.Apply"/> changes its LoRAs while held (per-step schedules).</summary>
+    public ModelHold Hold()
     {
+        Monitor.Enter(_use);
+        return new ModelHold(this);
+    }
+
+    public sealed class ModelHold : IDisposable
+    {
+        readonly LoadedModel _owner;
         int _done;
+
+        internal ModelHold(LoadedModel owner) => _owner = owner;
+
+        /// <summary>Makes <paramref name="set"/> the model's LoRAs; returns how many weights or branches changed.</summary>
+        public int Apply(IReadOnlyList<LoraApplication> set)
+        {
+            ObjectDisposedException.ThrowIf(_done != 0, this);
+            int changed = _owner._patcher.Apply(set);
+            _owner.Applied = set;
+            return changed;
+        }
+
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _done, 1) == 0) Monitor.Exit(owner._use);
+            if (Interlocked.Exchange(ref _done, 1) == 0) Monitor.Exit(_owner._use);
         }
     }
 

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Text.Json;
 using LoraCraft.IO;
+using LoraCraft.Lora.Adapters;
 using LoraCraft.Models;
 using Microsoft.Win32.SafeHandles;
 
@@ -31,12 +32,16 @@ public sealed class LoraInfo
     public required long SizeBytes { get; init; }
     public required ModelFamily? Family { get; init; }
     public required LoraAlgorithm Algorithm { get; init; }
+    /// <summary>How many modules use each type (a LyCORIS file may mix LoHa with full diffs and norms).</summary>
+    public IReadOnlyDictionary<LoraAlgorithm, int> Algorithms { get; init; } = new Dictionary<LoraAlgorithm, int>();
+    /// <summary>Whether any module carries DoRA magnitudes.</summary>
+    public bool Dora { get; init; }
     /// <summary>The most common rank over the modules; null when no module shows one (LoKr without factors).</summary>
     public required long? Rank { get; init; }
     /// <summary>The most common alpha; null when the file gives none (then alpha = rank, scale 1).</summary>
     public required double? Alpha { get; init; }
     public required LoraModuleCounts Modules { get; init; }
-    /// <summary>Tensors that are neither factors nor alphas of a recognised module.</summary>
+    /// <summary>Tensors that belong to no module of a known type (they are ignored when loading).</summary>
     public required int UnknownTensors { get; init; }
     public required string? Title { get; init; }
     public required LoraTriggers? Triggers { get; init; }
@@ -54,42 +59,16 @@ public sealed class LoraInfo
         using var stream = SafetensorsHeader.OpenRead(path);
         var header = SafetensorsHeader.Read(stream, path);
 
-        var ranks = new Dictionary<string, long>(StringComparer.Ordinal);
-        var lycoris = new HashSet<string>(StringComparer.Ordinal);
-        var alphaTensors = new List<SafeTensorInfo>();
-        var downShapes = new List<(string, long[])>();
-        var algorithm = LoraAlgorithm.Lora;
-        int unknown = 0;
-        foreach (var t in header.Tensors)
-        {
-            if (t.Name.EndsWith(".alpha", StringComparison.Ordinal))
-            {
-                if (t.ElementCount == 1 && t.ByteLength <= 8) alphaTensors.Add(t);
-                continue;
-            }
-            if (LoraFile.FactorSuffix(t.Name) is { } factor)
-            {
-                // a module is counted by its down factor; the up factor adds nothing to know
-                if (factor.IsUp) continue;
-                string key = LoraFile.Normalize(t.Name[..^factor.Length]);
-                ranks[key] = t.Shape.Length > 0 ? t.Shape[0] : 0;
-                downShapes.Add((key, t.Shape));
-                if (t.Shape.Length == 4 && (t.Shape[2] > 1 || t.Shape[3] > 1)) algorithm = LoraAlgorithm.LoCon;
-                continue;
-            }
-            if (LycorisModule(t.Name) is { } lyco)
-            {
-                lycoris.Add(lyco.Key);
-                algorithm = lyco.Algorithm;
-                if (lyco.IsRank && t.Shape.Length > 0) ranks[lyco.Key] = t.Shape[0];
-                continue;
-            }
-            unknown++;
-        }
-
-        var modules = ranks.Keys.Concat(lycoris).Distinct().ToList();
+        // the same parser as loading: what is listed is what loads
+        var byName = header.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var layout = AdapterFormats.Layout(header.Tensors.Select(t => (t.Name, t.Shape)));
+        var modules = layout.Modules.Select(m => m.Key).ToList();
         if (modules.Count == 0)
             throw new LoraFormatException(path, $"not a LoRA: none of its {header.Tensors.Count} tensors is a LoRA factor (a checkpoint, VAE or embedding?)");
+        var ranks = layout.Modules.Where(m => m.Rank is not null).ToDictionary(m => m.Key, m => m.Rank!.Value, StringComparer.Ordinal);
+        var alphaTensors = layout.Modules
+            .Select(m => m.Parts.TryGetValue(AdapterFormats.Alpha, out var a) ? byName[a.Tensor] : null)
+            .OfType<SafeTensorInfo>().Where(t => t.ElementCount == 1 && t.ByteLength <= 8).OrderBy(t => t.Begin).ToList();
         // kohya's per-module alpha tensors, else peft's adapter config, else kohya's metadata
         var alphas = ReadAlphas(stream.SafeFileHandle, header.DataOffset, alphaTensors);
         if (alphas.Count == 0)
@@ -115,12 +94,14 @@ public sealed class LoraInfo
         {
             Path = path,
             SizeBytes = header.FileLength,
-            Family = LoraFamilyGuess.Guess(downShapes, header.Metadata),
-            Algorithm = algorithm,
+            Family = LoraFamilyGuess.Guess(layout.Modules.Select(m => (m.Key, LoraFamilyGuess.WidthShape(m.Rank, m.InputWidth))), header.Metadata),
+            Algorithm = LoraAlgorithms.OfFile(layout.Modules.Select(m => m.Algorithm)),
+            Algorithms = layout.Modules.GroupBy(m => m.Algorithm).OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Count()),
+            Dora = layout.Modules.Any(m => m.IsDora),
             Rank = ranks.Count > 0 ? MostCommon(ranks.Values) : null,
             Alpha = alpha,
             Modules = new LoraModuleCounts(unet, te1, te2, other),
-            UnknownTensors = unknown,
+            UnknownTensors = layout.Unknown.Count,
             Title = header.Metadata.GetValueOrDefault("modelspec.title") is { Length: > 0 } title ? title : header.Metadata.GetValueOrDefault("ss_output_name"),
             Triggers = FindTriggers(path, header.Metadata),
             Hash = hashes?.LoraHash(header),
@@ -180,17 +161,6 @@ public sealed class LoraInfo
         metadata.GetValueOrDefault("modelspec.trigger_phrase") is { } phrase && LoraSidecars.SplitWords(phrase) is { Count: > 0 } words
             ? new LoraTriggers("modelspec.trigger_phrase", words)
             : LoraSidecars.Triggers(path);
-
-    /// <summary>LyCORIS tensors: the module key, the algorithm, and whether the tensor's first dimension is the rank.</summary>
-    static (string Key, LoraAlgorithm Algorithm, bool IsRank)? LycorisModule(string name)
-    {
-        int dot = name.LastIndexOf('.');
-        if (dot < 0) return null;
-        string part = name[(dot + 1)..];
-        if (part.StartsWith("hada_", StringComparison.Ordinal)) return (name[..dot], LoraAlgorithm.LoHa, part == "hada_w1_b");
-        if (part.StartsWith("lokr_", StringComparison.Ordinal)) return (name[..dot], LoraAlgorithm.LoKr, part == "lokr_w1_b" || part == "lokr_w2_b");
-        return null;
-    }
 
     /// <summary>
     /// The values of one-number alpha tensors (in offset order). Tensors close together are read

@@ -1,3 +1,4 @@
+using LoraCraft.Lora.Adapters;
 using LoraCraft.Models;
 
 namespace LoraCraft.Lora;
@@ -6,13 +7,14 @@ namespace LoraCraft.Lora;
 public sealed class LoraPlan
 {
     public required LoraFile File { get; init; }
-    public required IReadOnlyList<(LoraModule Module, LoraTarget Target)> Matched { get; init; }
+    public required IReadOnlyList<(AdapterModule Module, LoraTarget Target)> Matched { get; init; }
     public required IReadOnlyList<string> Unmatched { get; init; }
 
     public int Count(LoraComponent c) => Matched.Count(m => m.Target.Component == c);
 
     /// <summary>
-    /// Maps a file onto a model. Shape mismatches count as unmatched (an SD1 LoRA's 768-wide
+    /// Maps a file onto a model: each module onto the layer its key names, if the module fits that
+    /// layer's shape (a norm type needs a norm, a bias difference a layer with a bias). Shape mismatches count as unmatched (an SD1 LoRA's 768-wide
     /// cross-attention cannot patch SDXL's 2048-wide one). Throws when the file names another
     /// base family, or when nothing maps at all.
     /// </summary>
@@ -22,13 +24,12 @@ public sealed class LoraPlan
         // that says which base it was trained on is refused on another family.
         if (LoraFamilyGuess.Guess(file) is { } made && made != targets.Family)
             throw new LoraFormatException(file.Path, $"the LoRA looks made for {made.Id()}, but the model is {targets.Family.Id()}", ErrorKind.Conflict);
-        var matched = new List<(LoraModule, LoraTarget)>();
+        var matched = new List<(AdapterModule, LoraTarget)>();
         var unmatched = new List<string>();
         foreach (var m in file.Modules)
         {
             var t = targets.Find(m.Key);
-            long expected = t is null ? 0 : t.Weight.Shape.Aggregate(1L, (a, b) => a * b);
-            if (t is not null && m.OutputElements == expected && t.Weight.Shape[0] == m.Up.shape[0]) matched.Add((m, t));
+            if (t is not null && m.Fits(t.Weight.Shape, t.Bias?.Shape)) matched.Add((m, t));
             else unmatched.Add(m.Key);
         }
         unmatched.AddRange(file.UnknownKeys);
@@ -45,7 +46,10 @@ public sealed class LoraPlan
 /// </summary>
 public static class LoraFamilyGuess
 {
-    public static ModelFamily? Guess(LoraFile file) => Guess(file.Modules.Select(m => (m.Key, m.Down.shape)), file.Metadata);
+    public static ModelFamily? Guess(LoraFile file) => Guess(file.Modules.Select(m => (m.Key, WidthShape(m.Rank, m.InputWidth))), file.Metadata);
+
+    /// <summary>A [rank, input width] stand-in for a LoRA down factor, for modules of any type.</summary>
+    public static long[] WidthShape(long? rank, long? inputWidth) => inputWidth is { } w ? [rank ?? 0, w] : [rank ?? 0];
 
     public static ModelFamily? Guess(IEnumerable<(string Key, long[] DownShape)> modules, IReadOnlyDictionary<string, string> metadata)
     {

@@ -63,10 +63,17 @@ public sealed class LoraSelector(LoraLibrary library, FileHashes hashes, bool al
         return map;
     }
 
-    /// <summary>The prompt tag that reproduces a structured LoRA (so a PNG's prompt reruns it).</summary>
-    public static string TagFor(SelectedLora s) => s.Tag.TextEncoder == s.Tag.UNet
-        ? $"<lora:{s.Name}:{Num(s.Tag.UNet)}>"
-        : $"<lora:{s.Name}:{Num(s.Tag.TextEncoder)}:{Num(s.Tag.UNet)}>";
+    /// <summary>The prompt tag that reproduces a command-line LoRA (so a PNG's prompt reruns it).</summary>
+    public static string TagFor(SelectedLora s)
+    {
+        var t = s.Tag;
+        string te = t.TextEncoderSchedule?.ToString() ?? Num(t.TextEncoder), unet = t.UNetSchedule?.ToString() ?? Num(t.UNet);
+        var parts = new List<string> { "lora", s.Name, te };
+        if (unet != te) parts.Add(unet);
+        if (t.Blocks?.TagText is { } b) parts.Add(b);
+        if (t.Active is { } range) parts.Add(range.ToString());
+        return "<" + string.Join(":", parts) + ">";
+    }
 
     static string Num(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
 }

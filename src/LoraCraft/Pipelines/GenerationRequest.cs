@@ -43,6 +43,8 @@ public sealed record GenerationRequest
     /// <summary>A1111's variation seed and strength (0: none).</summary>
     public ulong Subseed { get; init; }
     public double SubseedStrength { get; init; }
+    /// <summary>How LoRAs are applied (`lora_mode`): merged, beside the layers (bypass), or auto (bypass only for per-step schedules).</summary>
+    public Lora.LoraMode LoraMode { get; init; } = Lora.LoraMode.Auto;
 
     public void Validate()
     {

@@ -68,9 +68,11 @@ public static class StableDiffusionPipeline
         bool a1111 = request.NoiseConvention == NoiseConvention.A1111;
         var x = noise.Mul(fullDenoise && !a1111 ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0).Add(latent);
 
-        int firstStep = ctx.CompletedSteps; // prompt editing picks the conditioning of the current sampling step
+        int firstStep = ctx.CompletedSteps; // prompt editing and per-step LoRA strengths use the current sampling step
+        int steps = sigmas.Length - 1;
         Denoiser denoiser = (xt, sigma) =>
         {
+            ctx.BeforeModelCall?.Invoke(ctx.CompletedSteps - firstStep, steps);
             using var inner = NewDisposeScope();
             var xin = xt;
             if (latentMask is not null)

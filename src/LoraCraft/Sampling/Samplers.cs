@@ -35,6 +35,9 @@ public sealed record SamplerContext(IProgress<SamplerStep>? Progress = null, Can
     /// <summary>Asked after each step: true ends sampling there (<see cref="SamplingStoppedException"/>).</summary>
     public Func<bool>? Stop { get; init; }
 
+    /// <summary>Called before every model call with (0-based step, steps): per-step LoRA strengths.</summary>
+    public Action<int, int>? BeforeModelCall { get; init; }
+
     /// <summary>
     /// Called after each finished step: reports it, then stops if cancellation was requested, so
     /// a cancel (from the progress handler or another thread) never starts another model call.
