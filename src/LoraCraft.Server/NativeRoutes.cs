@@ -115,6 +115,7 @@ public static class NativeRoutes
         {
             var path = engine.Loras.Resolve(name);
             UserMetadataFile.Write(path, body);
+            engine.Loras.Forget(path);
             return Results.Json(LoraJson(engine, engine.Loras.Listings(engine.Hashes).First(l => l.Path == path), full: true), LoraServer.Json);
         });
         api.MapGet("/loras/{name}/coverage", async (string name, string? model, ServerEngine engine, CancellationToken ct) =>

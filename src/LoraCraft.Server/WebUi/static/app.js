@@ -52,7 +52,7 @@ async function loadEmbeddings() {
   try { list = await api.embeddings(); } catch { list = []; }
   embeddingNames = list.filter((e) => !e.problem).map((e) => e.name);
   $("embedding-list").replaceChildren(...(list.length ? list.map((e) => el("button", {
-    type: "button", role: "listitem", disabled: !!e.problem, title: e.problem ?? `${e.vectors} vectors${e.family ? `, ${e.family}` : ""}`,
+    type: "button", disabled: !!e.problem, title: e.problem ?? `${e.vectors} vectors${e.family ? `, ${e.family}` : ""}`,
     "aria-label": `Add embedding ${e.name} to the prompt`, onclick: () => setText($("prompt"), append($("prompt").value, e.name)),
   }, e.name)) : [el("p", { class: "empty" }, "No embeddings in the server's embeddings folder.")]));
 }

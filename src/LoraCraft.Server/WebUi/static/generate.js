@@ -102,7 +102,10 @@ export function fill(r) {
 }
 
 function progress(step) {
-  $("progress").hidden = false;
+  const box = $("progress");
+  box.hidden = false;
+  box.dataset.steps = String(Number(box.dataset.steps ?? 0) + 1); // how many step events this run showed
+  if (step.preview) box.dataset.previews = String(Number(box.dataset.previews ?? 0) + 1);
   const bar = $("progress-bar");
   bar.value = step.fraction ?? 0;
   const image = step.images > 1 ? `image ${step.image + 1}/${step.images} · ` : "";
@@ -140,7 +143,7 @@ function showResults(status) {
   results = (result.images ?? []).map((i) => ({ url: i.url, infotext: i.infotext, seed: i.seed, width: i.width, height: i.height }));
   if (results.length) lastSeed = results[0].seed;
   $("result-thumbs").replaceChildren(...results.map((image, i) => el("button", {
-    type: "button", role: "listitem", "aria-label": `Show image ${i + 1} (seed ${image.seed})`, onclick: () => showResult(i),
+    type: "button", "aria-label": `Show image ${i + 1} (seed ${image.seed})`, onclick: () => showResult(i),
   }, el("img", { src: image.url, alt: "" }))));
   $("result-thumbs").hidden = results.length < 2;
   showResult(0);
@@ -166,6 +169,8 @@ export async function run() {
   notice("");
   $("messages").replaceChildren();
   $("progress").hidden = false;
+  $("progress").dataset.steps = "0";
+  $("progress").dataset.previews = "0";
   $("progress-bar").value = 0;
   $("progress-text").textContent = "queued";
   setRunning("pending");

@@ -38,7 +38,7 @@ export async function openDetails(name) {
   $("lora-summary").replaceChildren(...summary(l));
   const tags = l.tag_frequency ?? [];
   $("lora-tags").replaceChildren(...(tags.length ? tags.map((t) => el("button", {
-    type: "button", role: "listitem", "aria-label": `Add tag ${t.tag} to the prompt (${t.count} images)`,
+    type: "button", "aria-label": `Add tag ${t.tag} to the prompt (${t.count} images)`,
     onclick: () => setText($("prompt"), append($("prompt").value, t.tag)),
   }, `${t.tag} (${t.count})`)) : [el("p", { class: "empty" }, "This file has no ss_tag_frequency.")]));
   const u = l.user ?? {};

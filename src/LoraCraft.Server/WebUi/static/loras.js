@@ -79,7 +79,7 @@ function card(l) {
     triggers ? el("span", { class: "triggers" }, `triggers: ${triggers}`) : null));
   return el("div", { class: `card${active ? " active" : ""}`, role: "listitem", dataset: { lora: l.name, family } },
     pick,
-    el("button", { type: "button", class: "details", "aria-label": `Details of ${l.name}`, onclick: () => openDetails(l.name) }, "ⓘ"));
+    el("button", { type: "button", class: "details", "aria-label": `Details of ${l.name}`, onclick: () => openDetails(l.name) }, "Info"));
 }
 
 export function render() {

@@ -33,7 +33,7 @@ const bus = new EventTarget();
 export const emit = (type, detail) => bus.dispatchEvent(new CustomEvent(type, { detail }));
 export const on = (type, handler) => bus.addEventListener(type, (e) => handler(e.detail));
 
-/** The checkpoints as /api/v1/models lists them; filled by app.js. */
+/** The checkpoints as the API lists them (api.models); filled by app.js. */
 export const checkpoints = { list: [] };
 
 /** The chosen checkpoint's entry (name, family …), or null. */
