@@ -39,6 +39,8 @@ public sealed record NativeGenerateRequest
     public string? Mask { get; init; }
     public NativeInpaint? Inpaint { get; init; }
     public IReadOnlyList<NativeLora>? Loras { get; init; }
+    /// <summary>name -> A1111 LoRA hash (a PNG's `Lora hashes`): a tag whose name is not in the folder is found by hash.</summary>
+    public IReadOnlyDictionary<string, string>? KnownLoraHashes { get; init; }
     /// <summary>"a1111" (default) or "comfy".</summary>
     public string? PromptStyle { get; init; }
     /// <summary>"cpu" (default) or "nv".</summary>
@@ -87,6 +89,7 @@ public static class NativeRoutes
         api.MapGet("/models", (ServerEngine engine) => engine.Catalog.Entries.Select(e => new
         {
             name = e.Name, file = e.FileName, kind = e.Kind.ToString().ToLowerInvariant(), config = e.ConfigDir is not null,
+            family = CheckpointFamily.Of(e)?.ToString().ToLowerInvariant(),
             loaded = engine.Models.Loaded.Any(m => m.Entry.Path == e.Path), current = SafeCurrent(engine) == e.Name,
         }));
         api.MapPost("/models/refresh", (ServerEngine engine) =>
@@ -112,6 +115,7 @@ public static class NativeRoutes
         {
             var path = engine.Loras.Resolve(name);
             UserMetadataFile.Write(path, body);
+            engine.Loras.Forget(path);
             return Results.Json(LoraJson(engine, engine.Loras.Listings(engine.Hashes).First(l => l.Path == path), full: true), LoraServer.Json);
         });
         api.MapGet("/loras/{name}/coverage", async (string name, string? model, ServerEngine engine, CancellationToken ct) =>
@@ -142,7 +146,7 @@ public static class NativeRoutes
         }));
         api.MapGet("/outputs/file/{**path}", (string path, ServerEngine engine) =>
             engine.Outputs.Find(path) is { } file ? Results.File(file, "image/png") : NotFound("output", path));
-        api.MapPost("/png-info", (JsonElement body) =>
+        api.MapPost("/png-info", (JsonElement body, ServerEngine engine) =>
         {
             var bytes = Base64Image.Decode(body.TryGetProperty("image", out var i) ? i.GetString() : null, "image");
             var text = ImageFiles.ReadTextChunks(bytes, "image");
@@ -154,6 +158,8 @@ public static class NativeRoutes
                 prompt = parsed?.Prompt, negative = parsed?.Negative,
                 settings = parsed?.Settings.ToDictionary(kv => kv.Key, kv => kv.Value),
                 items = text.Where(kv => kv.Key != ImageFiles.ParametersKey).ToDictionary(kv => kv.Key, kv => kv.Value),
+                generate = parsed is null ? null : PngInfoRequest.From(engine, parsed),
+                loras = parsed is null ? null : PngInfoRequest.Loras(engine, parsed),
             };
         });
         api.MapGet("/status", (ServerEngine engine) => new
@@ -269,6 +275,7 @@ public static class NativeRoutes
             family = info?.Family?.ToString().ToLowerInvariant(), algorithm = info?.Algorithm.ToString().ToLowerInvariant(),
             rank = info?.Rank, alpha = info?.Alpha, modules = info?.Modules, title = info?.Title, hash = info?.Hash,
             triggers = info?.Triggers?.Words ?? [], triggers_source = info?.Triggers?.Source,
+            tags = info?.TopTags(10).Select(t => t.Tag) ?? [],
             base_model = sidecars.BaseModel,
             preview = sidecars.PreviewPath is null ? null : $"/api/v1/loras/{Uri.EscapeDataString(name)}/preview",
             user = sidecars.UserMetadata is { } u ? new
@@ -313,6 +320,7 @@ public static class NativeRoutes
             },
         } : new InpaintSettings(),
         Loras = r.Loras?.Select(l => new LoraUse(l.Name, l.Unet ?? 1, l.Te ?? l.Unet ?? 1)).ToList() ?? [],
+        KnownLoraHashes = r.KnownLoraHashes,
         PromptStyle = r.PromptStyle?.ToLowerInvariant() switch
         {
             null or "a1111" => PromptStyle.A1111,

@@ -35,6 +35,12 @@ public sealed class LoraLibrary
         lock (_lock) _files = null;
     }
 
+    /// <summary>Drops one file's cached summary (its sidecars changed: trigger words come from NAME.json).</summary>
+    public void Forget(string path)
+    {
+        lock (_listings) _listings.Remove(path);
+    }
+
     /// <summary>
     /// Every file's summary (header and sidecars only), each parsed once and reused until its size
     /// or modification time changes; unreadable files carry their error.

@@ -16,8 +16,9 @@ public enum RandomLoraLayers
     All,
 }
 
-/// <summary>Rank, alpha (default: the rank, i.e. scale 1), seed and layers of a random LoRA.</summary>
-public sealed record RandomLoraOptions(int Rank, double? Alpha = null, ulong Seed = 0, RandomLoraLayers Layers = RandomLoraLayers.Attention);
+/// <summary>Rank, alpha (default: the rank, i.e. scale 1), seed and layers of a random LoRA; metadata added to (or replacing) the written keys.</summary>
+public sealed record RandomLoraOptions(int Rank, double? Alpha = null, ulong Seed = 0, RandomLoraLayers Layers = RandomLoraLayers.Attention,
+                                       IReadOnlyDictionary<string, string>? Metadata = null);
 
 /// <summary>What <see cref="RandomLora.Make"/> wrote.</summary>
 public sealed record RandomLoraResult(int Modules, long Parameters, double Alpha);
@@ -76,6 +77,7 @@ public static partial class RandomLora
         // kohya's LoCon marks convolution ranks in the network arguments
         if (options.Layers == RandomLoraLayers.All)
             metadata["ss_network_args"] = string.Create(inv, $"{{\"conv_dim\": \"{options.Rank}\", \"conv_alpha\": \"{alpha:R}\"}}");
+        foreach (var (key, value) in options.Metadata ?? new Dictionary<string, string>()) metadata[key] = value;
         SafetensorsWriter.WriteLazy(path, tensors, metadata);
         long parameters = tensors.Where(t => !t.Name.EndsWith(".alpha", StringComparison.Ordinal)).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
         return new RandomLoraResult(layers.Count, parameters, alpha);

@@ -26,6 +26,27 @@ public class DemoAndBenchTests
         Assert.Equal($"{DemoAssets.Size}x{DemoAssets.Size}", parameters.Get("Size"));
     }
 
+    /// <summary>`serve --demo` shows every screen working: two families, LoRAs in folders with triggers, tags, user metadata and previews.</summary>
+    [SkippableFact]
+    public void ServeDemoHasAnSdxlCheckpointAndLorasWithTriggersTagsUserMetadataAndPreviews()
+    {
+        var demo = DemoAssets.Ensure(Path.Combine(LoraCraft.Runtime.Paths.CacheRoot, "demo"), TextWriter.Null);
+        Assert.True(File.Exists(demo.SdxlModel), demo.SdxlModel);
+        var catalog = new LoraCraft.Generation.ModelCatalog(demo.CheckpointsDir, LoraCraft.IO.FileHashes.Default);
+        Assert.Equal("sd1,sdxl", string.Join(",", catalog.Entries.Select(e => LoraCraft.Generation.CheckpointFamily.Of(e)?.ToString().ToLowerInvariant()).Order()));
+        var listings = new LoraCraft.Lora.LoraLibrary(demo.LoraDir).Listings();
+        Assert.All(listings, l => Assert.Null(l.Error));
+        var byName = listings.ToDictionary(l => Path.GetFileNameWithoutExtension(l.Path));
+        Assert.Equal(LoraCraft.Models.ModelFamily.Sdxl, byName["pixel-xl"].Info!.Family);
+        Assert.Equal(["inksketch"], byName["ink-sketch"].Info!.Triggers!.Words);
+        Assert.Equal("inksketch", byName["ink-sketch"].Info!.TopTags(1)[0].Tag);
+        Assert.Equal(["golden hour"], byName["random-style"].Info!.Triggers!.Words);
+        Assert.Equal(0.8, LoraCraft.Lora.LoraSidecars.Read(byName["random-style"].Path).UserMetadata!.PreferredWeight);
+        Assert.NotNull(LoraCraft.Lora.LoraSidecars.Read(byName["pixel-xl"].Path).PreviewPath);
+        Assert.Null(LoraCraft.Lora.LoraSidecars.Read(byName["robot-mascot"].Path).PreviewPath);
+        Assert.Contains(listings, l => Path.GetRelativePath(demo.LoraDir, l.Path).StartsWith("styles", StringComparison.Ordinal));
+    }
+
     [SkippableFact]
     public void BenchReportsEveryFieldAsJson()
     {
