@@ -57,6 +57,7 @@ public static class LoraServer
         app.MapOpenApi("/openapi/{documentName}.json");
         NativeRoutes.Map(app);
         A1111Routes.Map(app);
+        Comfy.ComfyRoutes.Map(app, options);
         foreach (var extra in Extensions) extra(app, options);
         return app;
     }

@@ -153,6 +153,57 @@ public sealed class GenerationService : IDisposable
         var selector = new LoraSelector(Loras, Options.Hashes, Options.AllowPaths);
         var selected = selector.Select(promptTags.Concat(negativeTags),
                                        job.Loras.Select(l => new LoraTag(l.Name, l.TextEncoder, l.UNet, l.DynRank)), job.KnownLoraHashes);
+        using var loraScope = UseLoras(loaded, selected, Warn);
+        var applied = loraScope.Applied;
+        ctx.Report(new JobPhase(ctx.Id, "loras", string.Join(", ", applied.Select(a => $"{a.Name} (unet {Num(a.UNet)}, te {Num(a.TextEncoder)}, {a.Layers} layers)"))));
+
+        // textual inversions: the folder's, and those bundled in the LoRAs applied
+        var embeddings = Embeddings.ToSet().With(selected.SelectMany(s => TextualInversion.FromLora(s.Path)));
+        request = request with { Embeddings = embeddings, Prompt = prompt, Negative = negative };
+
+        // what PNGs record: the prompt with every LoRA as a tag, so it reruns as it was made
+        string recordedPrompt = string.Join(" ", new[] { job.Prompt }.Concat(selected.Where(s => !s.FromPrompt).Select(LoraSelector.TagFor)));
+        var extra = selected.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(selected)) } : null;
+        string? modelHash = Options.Catalog is { } catalog && entry.Kind == CheckpointKind.SingleFile ? catalog.ShortHash(entry)
+            : entry.Kind == CheckpointKind.SingleFile ? Options.Hashes.ModelHash(entry.Path) : null;
+        string modelName = entry.Stem;
+
+        var images = new List<GeneratedImage>();
+        var steps = new StepClock(job.BatchCount, request.Steps);
+        for (int i = 0; i < job.BatchCount && !ctx.Interrupted; i++)
+        {
+            var one = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i) };
+            var image = RunOne(loaded, one, crop, i, job, steps, ctx);
+            var parameters = GenerationParameters.Describe(one with { Prompt = recordedPrompt, Negative = job.Negative }, modelName, modelHash, Options.Version, extra);
+            string infotext = parameters.Format();
+            using var result = image;
+            var png = ImageFiles.EncodePng(result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = infotext });
+            var generated = new GeneratedImage(png, (int)result.Image.shape[3], (int)result.Image.shape[2], one.Seed, one.Subseed, infotext)
+            {
+                Latent = job.ReturnLatents && result.Latent is { } l ? new LatentData(l.to(ScalarType.Float32).data<float>().ToArray(), l.shape) : null,
+                Partial = result.Partial,
+                Crop = result.Crop,
+            };
+            images.Add(generated);
+            ctx.Report(new JobImage(ctx.Id, i, generated));
+        }
+        var resolved = new ResolvedJob(modelName, modelHash, model.Family.Id(), job.Prompt, job.Negative, request.Seed, request.Subseed,
+            request.Steps, request.Cfg, request.Sampler, request.Scheduler, request.Width, request.Height, request.ClipSkip,
+            request.Denoise, request.InitImage is not null, applied);
+        return new GenerationOutput(images, resolved)
+        {
+            Notes = notes, Warnings = warnings, Interrupted = ctx.Interrupted, Seconds = clock.Elapsed.TotalSeconds,
+        };
+    }
+
+    /// <summary>
+    /// Makes <paramref name="selected"/> the LoRAs of <paramref name="loaded"/> for as long as the
+    /// returned scope lives: each file from the LoRA file cache, its plan on this model, one patch
+    /// set (<see cref="LoadedModel.Use"/>, which also holds the model for this caller). A partial fit
+    /// is reported to <paramref name="warn"/>. The generation job and ComfyUI's LoRA loader nodes use it.
+    /// </summary>
+    public LoraScope UseLoras(LoadedModel loaded, IReadOnlyList<SelectedLora> selected, Action<string>? warn = null)
+    {
         var fileLeases = new List<LoraFileLease>();
         try
         {
@@ -167,52 +218,15 @@ public sealed class GenerationService : IDisposable
                 applied.Add(new AppliedLora(s.Name, s.Path, s.Tag.UNet, s.Tag.TextEncoder, plan.Matched.Count, plan.Unmatched.Count));
                 // a partial fit is worth knowing even when progress is quiet
                 if (plan.Unmatched.Count > 0)
-                    Warn($"LoRA {s.Name}: {plan.Unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", plan.Unmatched.Take(3))})");
+                    warn?.Invoke($"LoRA {s.Name}: {plan.Unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", plan.Unmatched.Take(3))})");
             }
-            ctx.Report(new JobPhase(ctx.Id, "loras", string.Join(", ", applied.Select(a => $"{a.Name} (unet {Num(a.UNet)}, te {Num(a.TextEncoder)}, {a.Layers} layers)"))));
-            using var use = loaded.Use(applications);
-
-            // textual inversions: the folder's, and those bundled in the LoRAs applied
-            var embeddings = Embeddings.ToSet().With(selected.SelectMany(s => TextualInversion.FromLora(s.Path)));
-            request = request with { Embeddings = embeddings, Prompt = prompt, Negative = negative };
-
-            // what PNGs record: the prompt with every LoRA as a tag, so it reruns as it was made
-            string recordedPrompt = string.Join(" ", new[] { job.Prompt }.Concat(selected.Where(s => !s.FromPrompt).Select(LoraSelector.TagFor)));
-            var extra = selected.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(selected)) } : null;
-            string? modelHash = Options.Catalog is { } catalog && entry.Kind == CheckpointKind.SingleFile ? catalog.ShortHash(entry)
-                : entry.Kind == CheckpointKind.SingleFile ? Options.Hashes.ModelHash(entry.Path) : null;
-            string modelName = entry.Stem;
-
-            var images = new List<GeneratedImage>();
-            var steps = new StepClock(job.BatchCount, request.Steps);
-            for (int i = 0; i < job.BatchCount && !ctx.Interrupted; i++)
-            {
-                var one = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i) };
-                var image = RunOne(loaded, one, crop, i, job, steps, ctx);
-                var parameters = GenerationParameters.Describe(one with { Prompt = recordedPrompt, Negative = job.Negative }, modelName, modelHash, Options.Version, extra);
-                string infotext = parameters.Format();
-                using var result = image;
-                var png = ImageFiles.EncodePng(result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = infotext });
-                var generated = new GeneratedImage(png, (int)result.Image.shape[3], (int)result.Image.shape[2], one.Seed, one.Subseed, infotext)
-                {
-                    Latent = job.ReturnLatents && result.Latent is { } l ? new LatentData(l.to(ScalarType.Float32).data<float>().ToArray(), l.shape) : null,
-                    Partial = result.Partial,
-                    Crop = result.Crop,
-                };
-                images.Add(generated);
-                ctx.Report(new JobImage(ctx.Id, i, generated));
-            }
-            var resolved = new ResolvedJob(modelName, modelHash, model.Family.Id(), job.Prompt, job.Negative, request.Seed, request.Subseed,
-                request.Steps, request.Cfg, request.Sampler, request.Scheduler, request.Width, request.Height, request.ClipSkip,
-                request.Denoise, request.InitImage is not null, applied);
-            return new GenerationOutput(images, resolved)
-            {
-                Notes = notes, Warnings = warnings, Interrupted = ctx.Interrupted, Seconds = clock.Elapsed.TotalSeconds,
-            };
+            var use = loaded.Use(applications);
+            return new LoraScope(applied, use, fileLeases);
         }
-        finally
+        catch
         {
             foreach (var l in fileLeases) l.Dispose();
+            throw;
         }
     }
 
@@ -351,6 +365,21 @@ public sealed class GenerationService : IDisposable
                 preview = LatentPreview.Png(latent, family);
             ctx.Report(new JobStep(ctx.Id, step.Index, step.Total, image, clock.Images, per, eta, preview));
         }
+    }
+}
+
+/// <summary>LoRAs applied to a model (see <see cref="GenerationService.UseLoras"/>); disposing releases the model and the files.</summary>
+public sealed class LoraScope(IReadOnlyList<AppliedLora> applied, IDisposable use, IReadOnlyList<LoraFileLease> files) : IDisposable
+{
+    int _disposed;
+
+    public IReadOnlyList<AppliedLora> Applied { get; } = applied;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        use.Dispose();
+        foreach (var f in files) f.Dispose();
     }
 }
 
