@@ -222,8 +222,8 @@ public static class ComfyRoutes
             var jobs = ComfyJobs.All(comfy).Where(j => statuses is null || statuses.Contains(j["status"]!.GetValue<string>()))
                 .Where(j => string.IsNullOrEmpty(workflow) || j["workflow_id"]?.ToString() == workflow).ToList();
             Func<JsonObject, double> key = byDuration
-                ? j => j["execution_end_time"] is { } e && j["execution_start_time"] is { } st ? e.GetValue<double>() - st.GetValue<double>() : 0
-                : j => j["create_time"]?.GetValue<double>() ?? 0;
+                ? j => (NodeInput.Number(j["execution_end_time"]) - NodeInput.Number(j["execution_start_time"])) ?? 0
+                : j => NodeInput.Number(j["create_time"]) ?? 0;
             jobs = (asc ? jobs.OrderBy(key) : jobs.OrderByDescending(key)).ToList();
             int total = jobs.Count;
             var page = jobs.Skip(offset).Take(limit ?? int.MaxValue).ToList();

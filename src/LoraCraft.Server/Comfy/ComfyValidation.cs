@@ -187,14 +187,15 @@ public sealed class ComfyValidation(ComfyEnvironment env)
                     if (v is null) break;
                     if (v.TryGetValue<long>(out var l)) return l;
                     if (v.TryGetValue<ulong>(out var u)) return u;
-                    if (v.TryGetValue<double>(out var d) && !double.IsNaN(d) && !double.IsInfinity(d)) return (long)Math.Truncate(d);
+                    if (v.TryGetValue<int>(out var i32)) return (long)i32;
+                    if (NodeInput.Number(v) is { } d && !double.IsNaN(d) && !double.IsInfinity(d)) return (long)Math.Truncate(d);
                     if (v.TryGetValue<string>(out var s) && long.TryParse(s.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var ps)) return ps;
                     if (v.TryGetValue<string>(out s) && ulong.TryParse(s.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var pu)) return pu;
                     if (v.TryGetValue<bool>(out var b)) return b ? 1L : 0L;
                     break;
                 case "FLOAT":
                     if (v is null) break;
-                    if (v.TryGetValue<double>(out var f)) return f;
+                    if (NodeInput.Number(v) is { } f) return f;
                     if (v.TryGetValue<string>(out var fs) && double.TryParse(fs.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var pf)) return pf;
                     if (v.TryGetValue<bool>(out var fb)) return fb ? 1.0 : 0.0;
                     break;
@@ -204,7 +205,7 @@ public sealed class ComfyValidation(ComfyEnvironment env)
                 case "BOOLEAN":
                     if (v is null) break;
                     if (v.TryGetValue<bool>(out var bo)) return bo;
-                    if (v.TryGetValue<double>(out var bd)) return bd != 0;
+                    if (NodeInput.Number(v) is { } bd) return bd != 0;
                     if (v.TryGetValue<string>(out var bs)) return bs.Length > 0 && !bs.Equals("false", StringComparison.OrdinalIgnoreCase) && bs != "0";
                     break;
                 default: // combo

@@ -13,8 +13,14 @@ public sealed record NodeInput(string Name, string Type, JsonObject? Options = n
     public bool IsPrimitive => Type is "INT" or "FLOAT" or "STRING" or "BOOLEAN";
     public bool IsLink => !IsCombo && !IsPrimitive;
 
-    public double? Min => Options?["min"]?.GetValue<double>();
-    public double? Max => Options?["max"]?.GetValue<double>();
+    public double? Min => Number(Options?["min"]);
+    public double? Max => Number(Options?["max"]);
+
+    /// <summary>A JSON number of any CLR type (a JsonValue made from a long is not readable as double).</summary>
+    public static double? Number(JsonNode? node) => node is JsonValue v
+        ? v.TryGetValue<double>(out var d) ? d : v.TryGetValue<long>(out var l) ? l : v.TryGetValue<ulong>(out var u) ? u
+        : v.TryGetValue<int>(out var i) ? i : v.TryGetValue<float>(out var f) ? f : null
+        : null;
 
     public static NodeInput Int(string name, long def, long min, long max, long step = 1, JsonObject? extra = null) =>
         new(name, "INT", With(new JsonObject { ["default"] = def, ["min"] = min, ["max"] = max, ["step"] = step }, extra));
