@@ -180,7 +180,7 @@ public sealed class ComfyExecutor(ComfyEnvironment env, ComfyOutputCache cache, 
                 ["prompt_id"] = prompt.Id, ["node_id"] = node, ["node_type"] = graph.Nodes.TryGetValue(node, out var n) ? n.ClassType : null,
                 ["executed"] = Ids(executed), ["exception_message"] = text,
                 ["exception_type"] = JobQueue.UserFacing(e) is null ? e.GetType().FullName : "UserError." + kind,
-                ["traceback"] = new JsonArray(), ["current_inputs"] = new JsonObject(), ["current_outputs"] = new JsonArray(), ["timestamp"] = Now(),
+                ["traceback"] = JobQueue.UserFacing(e) is null ? new JsonArray((e.StackTrace ?? "").Split('\n').Select(l => (JsonNode?)l.TrimEnd()).ToArray()) : new JsonArray(), ["current_inputs"] = new JsonObject(), ["current_outputs"] = new JsonArray(), ["timestamp"] = Now(),
             }, record: true);
             throw new ComfyPromptFailed(new ComfyHistoryEntry(prompt, outputsUi, "error", false, messages, meta), interrupted: false, e);
         }

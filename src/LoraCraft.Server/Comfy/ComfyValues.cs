@@ -11,6 +11,12 @@ namespace LoraCraft.Server.Comfy;
 // tensor on gives the next value a handle of its own (alias), so every cached output can be
 // disposed on its own.
 
+/// <summary>Handles for values: a new handle on the same storage, outside any dispose scope (the value owns it).</summary>
+public static class ValueHandles
+{
+    public static Tensor Handle(this Tensor t) => t.alias().DetachFromDisposeScope();
+}
+
 /// <summary>MODEL: a checkpoint's UNet with the LoRAs applied to it (UNet strengths).</summary>
 public sealed record ModelValue(CheckpointEntry Entry, IReadOnlyList<SelectedLora> Loras);
 
@@ -28,8 +34,8 @@ public sealed class ConditioningEntry(Text.Conditioning conditioning, InpaintCon
 
     /// <summary>A copy with handles of its own (same storage).</summary>
     public ConditioningEntry Alias(InpaintConcat? concat = null) =>
-        new(new Text.Conditioning(Conditioning.Context.alias(), Conditioning.Pooled?.alias()),
-            concat ?? (Concat is null ? null : new InpaintConcat(Concat.Mask.alias(), Concat.MaskedLatent.alias())));
+        new(new Text.Conditioning(Conditioning.Context.Handle(), Conditioning.Pooled?.Handle()),
+            concat ?? (Concat is null ? null : new InpaintConcat(Concat.Mask.Handle(), Concat.MaskedLatent.Handle())));
 
     public void Dispose()
     {
@@ -56,7 +62,7 @@ public sealed class LatentValue(Tensor samples, Tensor? noiseMask = null) : IDis
     public Tensor Samples { get; } = samples;
     public Tensor? NoiseMask { get; } = noiseMask;
 
-    public LatentValue With(Tensor samples) => new(samples, NoiseMask?.alias());
+    public LatentValue With(Tensor samples) => new(samples, NoiseMask?.Handle());
 
     public void Dispose()
     {

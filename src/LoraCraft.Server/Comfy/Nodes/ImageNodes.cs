@@ -111,7 +111,7 @@ public static partial class ImageNodes
             {
                 var image = call.Value<ImageValue>("image").Pixels;
                 long width = call.Int("width"), height = call.Int("height");
-                if (width == 0 && height == 0) return NodeResult.Of(new ImageValue(image.alias()));
+                if (width == 0 && height == 0) return NodeResult.Of(new ImageValue(image.Handle()));
                 if (width == 0) width = Math.Max(1, (long)Math.Round(image.shape[3] * (double)height / image.shape[2], MidpointRounding.ToEven));
                 else if (height == 0) height = Math.Max(1, (long)Math.Round(image.shape[2] * (double)width / image.shape[3], MidpointRounding.ToEven));
                 int max = env.Options.MaxImageSide;

@@ -47,7 +47,7 @@ public static class LatentNodes
             {
                 var latent = call.Value<LatentValue>("samples");
                 long width = call.Int("width"), height = call.Int("height");
-                if (width == 0 && height == 0) return NodeResult.Of(latent.With(latent.Samples.alias()));
+                if (width == 0 && height == 0) return NodeResult.Of(latent.With(latent.Samples.Handle()));
                 var s = latent.Samples;
                 if (width == 0) (height, width) = (Math.Max(64, height), Math.Max(64, (long)Math.Round(s.shape[3] * (double)height / s.shape[2], MidpointRounding.ToEven)));
                 else if (height == 0) (width, height) = (Math.Max(64, width), Math.Max(64, (long)Math.Round(s.shape[2] * (double)width / s.shape[3], MidpointRounding.ToEven)));
@@ -119,7 +119,7 @@ public static class LatentNodes
             Run = call =>
             {
                 var latent = call.Value<LatentValue>("samples");
-                return NodeResult.Of(new LatentValue(latent.Samples.alias(), call.Value<MaskValue>("mask").Mask.alias()));
+                return NodeResult.Of(new LatentValue(latent.Samples.Handle(), call.Value<MaskValue>("mask").Mask.Handle()));
             },
         };
         yield return new NodeDefinition
@@ -148,7 +148,7 @@ public static class LatentNodes
                 var original = Encode(model, cropped);
                 var latent = new LatentValue(original.MoveToOuterDisposeScope(), call.Bool("noise_mask") ? croppedMask.MoveToOuterDisposeScope() : null);
                 var c = new InpaintConcat(concat.Mask.MoveToOuterDisposeScope(), concat.MaskedLatent.MoveToOuterDisposeScope());
-                ConditioningValue With(ConditioningValue v) => new(v.Entries.Select(e => e.Alias(new InpaintConcat(c.Mask.alias(), c.MaskedLatent.alias()))).ToList());
+                ConditioningValue With(ConditioningValue v) => new(v.Entries.Select(e => e.Alias(new InpaintConcat(c.Mask.Handle(), c.MaskedLatent.Handle()))).ToList());
                 var result = NodeResult.Of(With(call.Value<ConditioningValue>("positive")), With(call.Value<ConditioningValue>("negative")), latent);
                 c.Mask.Dispose();
                 c.MaskedLatent.Dispose();

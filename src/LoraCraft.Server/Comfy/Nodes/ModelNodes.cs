@@ -139,7 +139,7 @@ public static class ModelNodes
                 string scheduler = call.Text("scheduler");
                 double denoise = call.Double("denoise");
                 var latent = call.Value<LatentValue>("latent_image");
-                if (denoise <= 0) return NodeResult.Of(latent.With(latent.Samples.alias()));
+                if (denoise <= 0) return NodeResult.Of(latent.With(latent.Samples.Handle()));
                 var sigmas = Schedulers.ForDenoise(scheduler, NoiseSchedule.Default, steps, denoise);
                 return NodeResult.Of(Sample(env, call, call.ULong("seed"), addNoise: true, sigmas, latent));
             },
@@ -176,7 +176,7 @@ public static class ModelNodes
                     sigmas = sigmas[..(int)(end + 1)];
                     if (call.Text("return_with_leftover_noise") != "enable") sigmas[^1] = 0;
                 }
-                if (start >= sigmas.Length - 1) return NodeResult.Of(latent.With(latent.Samples.alias()));
+                if (start >= sigmas.Length - 1) return NodeResult.Of(latent.With(latent.Samples.Handle()));
                 sigmas = sigmas[(int)start..];
                 return NodeResult.Of(Sample(env, call, call.ULong("noise_seed"), call.Text("add_noise") != "disable", sigmas, latent));
             },
