@@ -28,8 +28,8 @@ public static class ComfyFrontend
             http.Response.Headers.CacheControl = "no-store, must-revalidate";
             return Results.File(Path.Combine(root, "index.html"), "text/html; charset=utf-8");
         }
-        app.MapGet("/comfy", () => Results.Redirect("/comfy/")).ExcludeFromDescription();
-        app.MapGet("/comfy/", Index).ExcludeFromDescription();
+        // one route for /comfy and /comfy/ (templates ignore the slash); the frontend needs the slash for its base path
+        app.MapGet("/comfy", (HttpContext http) => http.Request.Path.Value!.EndsWith('/') ? Index(http) : Results.Redirect("/comfy/")).ExcludeFromDescription();
         app.MapGet("/comfy/{**path}", (HttpContext http, string path) =>
         {
             var full = Path.GetFullPath(Path.Combine(root, path));

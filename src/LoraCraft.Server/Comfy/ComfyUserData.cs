@@ -46,7 +46,7 @@ public sealed class ComfyUserData(string root)
     {
         if (string.IsNullOrEmpty(relative)) return null;
         if (relative.Contains('%')) relative = Uri.UnescapeDataString(relative);
-        relative = relative.Replace('\\', '/');
+        relative = relative.Replace('\\', '/').TrimEnd('/');
         if (!SafePaths.IsSafeRelative(relative)) return null;
         var full = Path.GetFullPath(Path.Combine(Root, relative));
         return SafePaths.IsInside(Root, full) ? full : null;
