@@ -58,6 +58,7 @@ public static class LoraServer
         NativeRoutes.Map(app);
         A1111Routes.Map(app);
         WebUi.WebUiRoutes.Map(app);
+        Comfy.ComfyRoutes.Map(app, options);
         foreach (var extra in Extensions) extra(app, options);
         return app;
     }

@@ -31,4 +31,8 @@ public sealed record ResolvedJob(
     IReadOnlyList<AppliedLora> Loras);
 
 /// <summary>A LoRA as it was applied: name, file, strengths, how many layers it patched.</summary>
-public sealed record AppliedLora(string Name, string Path, double UNet, double TextEncoder, int Layers, int UnmatchedKeys);
+public sealed record AppliedLora(string Name, string Path, double UNet, double TextEncoder, int Layers, int UnmatchedKeys)
+{
+    /// <summary>The adapter type (lora, locon, loha, lokr, ia3, full, oft, …).</summary>
+    public string Algorithm { get; init; } = "lora";
+}

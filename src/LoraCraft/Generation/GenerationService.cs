@@ -99,14 +99,6 @@ public sealed class GenerationService : IDisposable
         LoraTags.Extract(job.Negative);
     }
 
-    /// <summary>Finds every LoRA a job names (tags and list) without loading one: a wrong name fails now.</summary>
-    public void CheckLoras(GenerationJob job)
-    {
-        var selector = new LoraSelector(Loras, Options.Hashes, Options.AllowPaths);
-        var tags = LoraTags.Extract(job.Prompt).Tags.Concat(LoraTags.Extract(job.Negative).Tags);
-        selector.Select(tags, job.Loras.Select(l => new LoraTag(l.Name, l.TextEncoder, l.UNet, l.DynRank)), job.KnownLoraHashes);
-    }
-
     static (string Sampler, string Scheduler) ResolveSampler(GenerationJob job) =>
         SamplerNames.Resolve(job.Sampler, string.IsNullOrWhiteSpace(job.Scheduler) ? null : job.Scheduler);
 
@@ -161,6 +153,62 @@ public sealed class GenerationService : IDisposable
         var selector = new LoraSelector(Loras, Options.Hashes, Options.AllowPaths);
         var selected = selector.Select(promptTags.Concat(negativeTags),
                                        job.Loras.Select(ToTag), job.KnownLoraHashes);
+        // strengths of step 0 now; per-step schedules move them before each model call
+        using var loraScope = UseLoras(loaded, selected, Warn, request.LoraMode, request.Steps);
+        var applied = loraScope.Applied;
+        ctx.Report(new JobPhase(ctx.Id, "loras", string.Join(", ", applied.Zip(selected, (a, s) =>
+            $"{a.Name} ({a.Algorithm}: unet {s.Tag.UNetSchedule?.ToString() ?? Num(a.UNet)}, te {Num(a.TextEncoder)}, {a.Layers} layers)"))));
+
+        // textual inversions: the folder's, and those bundled in the LoRAs applied
+        var embeddings = Embeddings.ToSet().With(selected.SelectMany(s => TextualInversion.FromLora(s.Path)));
+        request = request with { Embeddings = embeddings, Prompt = prompt, Negative = negative };
+
+        // what PNGs record: the prompt with every LoRA as a tag, so it reruns as it was made
+        string recordedPrompt = string.Join(" ", new[] { job.Prompt }.Concat(selected.Where(s => !s.FromPrompt).Select(LoraSelector.TagFor)));
+        var extra = selected.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(selected)) } : null;
+        string? modelHash = Options.Catalog is { } catalog && entry.Kind == CheckpointKind.SingleFile ? catalog.ShortHash(entry)
+            : entry.Kind == CheckpointKind.SingleFile ? Options.Hashes.ModelHash(entry.Path) : null;
+        string modelName = entry.Stem;
+
+        var images = new List<GeneratedImage>();
+        var steps = new StepClock(job.BatchCount, request.Steps);
+        for (int i = 0; i < job.BatchCount && !ctx.Interrupted; i++)
+        {
+            var one = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i) };
+            var image = RunOne(loaded, one, crop, i, job, steps, ctx, loraScope.Run);
+            var parameters = GenerationParameters.Describe(one with { Prompt = recordedPrompt, Negative = job.Negative }, modelName, modelHash, Options.Version, extra);
+            string infotext = parameters.Format();
+            using var result = image;
+            var png = ImageFiles.EncodePng(result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = infotext });
+            var generated = new GeneratedImage(png, (int)result.Image.shape[3], (int)result.Image.shape[2], one.Seed, one.Subseed, infotext)
+            {
+                Latent = job.ReturnLatents && result.Latent is { } l ? new LatentData(l.to(ScalarType.Float32).data<float>().ToArray(), l.shape) : null,
+                Partial = result.Partial,
+                Crop = result.Crop,
+            };
+            images.Add(generated);
+            ctx.Report(new JobImage(ctx.Id, i, generated));
+        }
+        var resolved = new ResolvedJob(modelName, modelHash, model.Family.Id(), job.Prompt, job.Negative, request.Seed, request.Subseed,
+            request.Steps, request.Cfg, request.Sampler, request.Scheduler, request.Width, request.Height, request.ClipSkip,
+            request.Denoise, request.InitImage is not null, applied);
+        return new GenerationOutput(images, resolved)
+        {
+            Notes = notes, Warnings = warnings, Interrupted = ctx.Interrupted, Seconds = clock.Elapsed.TotalSeconds,
+        };
+    }
+
+    /// <summary>
+    /// Makes <paramref name="selected"/> the LoRAs of <paramref name="loaded"/> for as long as the
+    /// returned scope lives: each file from the LoRA file cache, its plan on this model, one patch
+    /// set (<see cref="LoadedModel.Use"/>, which also holds the model for this caller). A partial fit
+    /// is reported to <paramref name="warn"/>. The generation job and ComfyUI's LoRA loader nodes use it.
+    /// </summary>
+    /// <param name="mode">merged, bypass, or auto (bypass only for the UNet part of scheduled LoRAs)</param>
+    /// <param name="steps">sampling steps, for the strengths of step 0 of scheduled LoRAs (<see cref="LoraScope.Run"/> moves them)</param>
+    public LoraScope UseLoras(LoadedModel loaded, IReadOnlyList<SelectedLora> selected, Action<string>? warn = null,
+                              LoraMode mode = LoraMode.Auto, int steps = 1)
+    {
         var fileLeases = new List<LoraFileLease>();
         try
         {
@@ -172,60 +220,37 @@ public sealed class GenerationService : IDisposable
                 fileLeases.Add(fileLease);
                 var plan = loaded.Plan(fileLease.File);
                 scheduled.Add(new ScheduledLora(s.Tag, new LoraApplication(plan, s.Tag.UNet, s.Tag.TextEncoder, s.Tag.DynRank)));
-                applied.Add(new AppliedLora(s.Name, s.Path, s.Tag.UNet, s.Tag.TextEncoder, plan.Matched.Count, plan.Unmatched.Count));
+                applied.Add(new AppliedLora(s.Name, s.Path, s.Tag.UNet, s.Tag.TextEncoder, plan.Matched.Count, plan.Unmatched.Count) { Algorithm = plan.File.Algorithm.Id() });
                 // a partial fit is worth knowing even when progress is quiet
                 if (plan.Unmatched.Count > 0)
-                    Warn($"LoRA {s.Name}: {plan.Unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", plan.Unmatched.Take(3))})");
+                    warn?.Invoke($"LoRA {s.Name}: {plan.Unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", plan.Unmatched.Take(3))})");
             }
-            ctx.Report(new JobPhase(ctx.Id, "loras", string.Join(", ", applied.Zip(scheduled, (a, s) =>
-                $"{a.Name} ({s.Application.Plan.File.Algorithm.Id()}: unet {s.Tag.UNetSchedule?.ToString() ?? Num(a.UNet)}, te {Num(a.TextEncoder)}, {a.Layers} layers)"))));
-            // strengths of step 0 now; per-step schedules move them before each model call
-            using var use = loaded.Hold();
-            var loraRun = new LoraRun(use.Apply, scheduled, request.LoraMode);
-            loraRun.Start(request.Steps);
-
-            // textual inversions: the folder's, and those bundled in the LoRAs applied
-            var embeddings = Embeddings.ToSet().With(selected.SelectMany(s => TextualInversion.FromLora(s.Path)));
-            request = request with { Embeddings = embeddings, Prompt = prompt, Negative = negative };
-
-            // what PNGs record: the prompt with every LoRA as a tag, so it reruns as it was made
-            string recordedPrompt = string.Join(" ", new[] { job.Prompt }.Concat(selected.Where(s => !s.FromPrompt).Select(LoraSelector.TagFor)));
-            var extra = selected.Count > 0 ? new List<KeyValuePair<string, string>> { new("Lora hashes", selector.HashesText(selected)) } : null;
-            string? modelHash = Options.Catalog is { } catalog && entry.Kind == CheckpointKind.SingleFile ? catalog.ShortHash(entry)
-                : entry.Kind == CheckpointKind.SingleFile ? Options.Hashes.ModelHash(entry.Path) : null;
-            string modelName = entry.Stem;
-
-            var images = new List<GeneratedImage>();
-            var steps = new StepClock(job.BatchCount, request.Steps);
-            for (int i = 0; i < job.BatchCount && !ctx.Interrupted; i++)
+            var hold = loaded.Hold();
+            try
             {
-                var one = request with { Seed = Seeds.ForImage(request.Seed, i), Subseed = Seeds.ForImage(request.Subseed, i) };
-                var image = RunOne(loaded, one, crop, i, job, steps, ctx, loraRun);
-                var parameters = GenerationParameters.Describe(one with { Prompt = recordedPrompt, Negative = job.Negative }, modelName, modelHash, Options.Version, extra);
-                string infotext = parameters.Format();
-                using var result = image;
-                var png = ImageFiles.EncodePng(result.Image, new Dictionary<string, string> { [ImageFiles.ParametersKey] = infotext });
-                var generated = new GeneratedImage(png, (int)result.Image.shape[3], (int)result.Image.shape[2], one.Seed, one.Subseed, infotext)
-                {
-                    Latent = job.ReturnLatents && result.Latent is { } l ? new LatentData(l.to(ScalarType.Float32).data<float>().ToArray(), l.shape) : null,
-                    Partial = result.Partial,
-                    Crop = result.Crop,
-                };
-                images.Add(generated);
-                ctx.Report(new JobImage(ctx.Id, i, generated));
+                var run = new LoraRun(hold.Apply, scheduled, mode);
+                run.Start(steps);
+                return new LoraScope(applied, hold, fileLeases, run);
             }
-            var resolved = new ResolvedJob(modelName, modelHash, model.Family.Id(), job.Prompt, job.Negative, request.Seed, request.Subseed,
-                request.Steps, request.Cfg, request.Sampler, request.Scheduler, request.Width, request.Height, request.ClipSkip,
-                request.Denoise, request.InitImage is not null, applied);
-            return new GenerationOutput(images, resolved)
+            catch
             {
-                Notes = notes, Warnings = warnings, Interrupted = ctx.Interrupted, Seconds = clock.Elapsed.TotalSeconds,
-            };
+                hold.Dispose();
+                throw;
+            }
         }
-        finally
+        catch
         {
             foreach (var l in fileLeases) l.Dispose();
+            throw;
         }
+    }
+
+    /// <summary>Finds every LoRA a job names (tags and list) without loading one: a wrong name fails now.</summary>
+    public void CheckLoras(GenerationJob job)
+    {
+        var selector = new LoraSelector(Loras, Options.Hashes, Options.AllowPaths);
+        var tags = LoraTags.Extract(job.Prompt).Tags.Concat(LoraTags.Extract(job.Negative).Tags);
+        selector.Select(tags, job.Loras.Select(ToTag), job.KnownLoraHashes);
     }
 
     static LoraTag ToTag(LoraUse l)
@@ -376,6 +401,23 @@ public sealed class GenerationService : IDisposable
                 preview = LatentPreview.Png(latent, family);
             ctx.Report(new JobStep(ctx.Id, step.Index, step.Total, image, clock.Images, per, eta, preview));
         }
+    }
+}
+
+/// <summary>LoRAs applied to a model (see <see cref="GenerationService.UseLoras"/>); disposing releases the model and the files.</summary>
+public sealed class LoraScope(IReadOnlyList<AppliedLora> applied, IDisposable use, IReadOnlyList<LoraFileLease> files, LoraRun run) : IDisposable
+{
+    int _disposed;
+
+    public IReadOnlyList<AppliedLora> Applied { get; } = applied;
+    /// <summary>The LoRAs over the sampling steps: give <see cref="LoraRun.BeforeModelCall"/> to the sampler when <see cref="LoraRun.Scheduled"/>.</summary>
+    public LoraRun Run { get; } = run;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        use.Dispose();
+        foreach (var f in files) f.Dispose();
     }
 }
 

@@ -42,6 +42,24 @@ public sealed record CropAndStitchResult(Tensor Image, CropBox Box, int WorkingW
 }
 
 /// <summary>
+/// What <see cref="CropAndStitch.Crop"/> cut: the full image, the feathered blend mask of the box,
+/// the box, and the crop with its mask at the working size (what the sampler gets). Owns its tensors.
+/// </summary>
+public sealed record CropState(Tensor Source, Tensor Blend, CropBox Box, Tensor Image, Tensor Mask) : IDisposable
+{
+    public int WorkingWidth => (int)Image.shape[3];
+    public int WorkingHeight => (int)Image.shape[2];
+
+    public void Dispose()
+    {
+        Source.Dispose();
+        Blend.Dispose();
+        Image.Dispose();
+        Mask.Dispose();
+    }
+}
+
+/// <summary>
 /// Inpaints only the region around the mask, at a working resolution of the caller's choice, and
 /// pastes the result back with a feathered edge; pixels outside the feather are copied, never
 /// recomputed, so they stay byte-identical. Steps:
@@ -74,6 +92,24 @@ public static class CropAndStitch
     /// </summary>
     public static CropAndStitchResult Inpaint(Tensor image, Tensor mask, Func<Tensor, Tensor, Tensor> inpaint, CropOptions? options = null)
     {
+        using var noGrad = torch.no_grad();
+        using var scope = NewDisposeScope();
+        using var crop = Crop(image, mask, options);
+        var result = inpaint(crop.Image, crop.Mask);
+        if (result.dim() != 4 || result.shape[0] != 1 || result.shape[1] != 3 || result.shape[2] != crop.WorkingHeight || result.shape[3] != crop.WorkingWidth)
+            throw new InvalidOperationException($"the inpaint step returned [{string.Join(",", result.shape)}], expected [1,3,{crop.WorkingHeight},{crop.WorkingWidth}]");
+        var output = Stitch(crop, result);
+        return new CropAndStitchResult(output.MoveToOuterDisposeScope(), crop.Box, crop.WorkingWidth, crop.WorkingHeight);
+    }
+
+    /// <summary>
+    /// The first half of <see cref="Inpaint(Tensor, Tensor, Func{Tensor, Tensor, Tensor}, CropOptions?)"/>
+    /// (ComfyUI's Inpaint Crop node): the crop and its feathered mask at the working size, and what
+    /// <see cref="Stitch"/> needs to paste a result back. Image [1,3,H,W] in [0,1]; mask [1,1,H,W], 1 = repaint.
+    /// </summary>
+    /// <param name="bounds">the area to keep in the crop (a context mask's box joined to the mask's); null: the mask's bounds</param>
+    public static CropState Crop(Tensor image, Tensor mask, CropOptions? options = null, CropBox? bounds = null)
+    {
         options ??= new CropOptions();
         options.Validate();
         if (image.dim() != 4 || image.shape[0] != 1 || image.shape[1] != 3)
@@ -86,21 +122,34 @@ public static class CropAndStitch
 
         using var noGrad = torch.no_grad();
         using var scope = NewDisposeScope();
-        var bounds = MaskBounds(mask) ?? throw new UserErrorException(EmptyMask);
-        var (box, ww, wh) = Plan(width, height, bounds, options);
-
-        var source = image.to(ScalarType.Float32);
-        var original = Cut(source, box);
+        var maskBounds = MaskBounds(mask) ?? throw new UserErrorException(EmptyMask);
+        var (box, ww, wh) = Plan(width, height, bounds ?? maskBounds, options);
+        var source = image.to(ScalarType.Float32).clone();
         var blend = Feather(Cut(mask, box), options.Feather);
-        var result = inpaint(Resize(original, ww, wh), Resize(blend, ww, wh));
-        if (result.dim() != 4 || result.shape[0] != 1 || result.shape[1] != 3 || result.shape[2] != wh || result.shape[3] != ww)
-            throw new InvalidOperationException($"the inpaint step returned [{string.Join(",", result.shape)}], expected [1,3,{wh},{ww}]");
+        var working = Resize(Cut(source, box), ww, wh);
+        var workingMask = Resize(blend, ww, wh);
+        return new CropState(source.MoveToOuterDisposeScope(), blend.MoveToOuterDisposeScope(), box,
+                             working.MoveToOuterDisposeScope(), workingMask.MoveToOuterDisposeScope());
+    }
 
+    /// <summary>
+    /// The second half (ComfyUI's Inpaint Stitch node): <paramref name="result"/> [1,3,h,w] (any
+    /// size; normally the working size) resized back to the box and blended into a copy of the
+    /// original; pixels outside the feather are the original's, byte for byte.
+    /// </summary>
+    public static Tensor Stitch(CropState crop, Tensor result)
+    {
+        if (result.dim() != 4 || result.shape[0] != 1 || result.shape[1] != 3)
+            throw new ArgumentException($"the inpainted image must be [1,3,h,w], got [{string.Join(",", result.shape)}]", nameof(result));
+        using var noGrad = torch.no_grad();
+        using var scope = NewDisposeScope();
+        var box = crop.Box;
+        var original = Cut(crop.Source, box);
         var back = Resize(result.to(ScalarType.Float32), box.Width, box.Height);
-        var stitched = where(blend.Greater(0), (original * blend.RSub(1)).Add(back * blend), original);
-        var output = source.clone();
+        var stitched = where(crop.Blend.Greater(0), (original * crop.Blend.RSub(1)).Add(back * crop.Blend), original);
+        var output = crop.Source.clone();
         Cut(output, box).copy_(stitched);
-        return new CropAndStitchResult(output.MoveToOuterDisposeScope(), box, ww, wh);
+        return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -21,6 +21,7 @@ public sealed class Guidance : IDisposable
     readonly PromptConditioning _prompts;
     readonly PromptStyle _style;
     readonly Tensor? _timeIds;  // SDXL [1, 6]
+    readonly bool _ownsPrompts;
     string _key = "";
     Group[] _groups = [];
     readonly List<StepPrompts> _timeline = new();
@@ -28,8 +29,9 @@ public sealed class Guidance : IDisposable
     /// <summary>One UNet batch: its rows' contexts (and SDXL vectors) in the UNet's dtype.</summary>
     sealed record Group(Tensor Context, Tensor? Y, int Rows);
 
-    Guidance(StableDiffusionModel model, double cfg, PromptConditioning prompts, PromptStyle style, Tensor? timeIds)
+    Guidance(StableDiffusionModel model, double cfg, PromptConditioning prompts, PromptStyle style, Tensor? timeIds, bool ownsPrompts = true)
     {
+        _ownsPrompts = ownsPrompts;
         _model = model;
         _cfg = cfg;
         _prompts = prompts;
@@ -51,12 +53,20 @@ public sealed class Guidance : IDisposable
         };
         bool useUncond = PromptConditioning.NeedsNegative(request.Prompt, request.Cfg, request.PromptStyle);
         var prompts = PromptConditioning.Encode(model, request.Prompt, useUncond ? request.Negative : null, request.Steps, options);
-        Tensor? ids = null;
-        // original size, crop (0, 0), target size: all the generated size
-        if (model.Family == ModelFamily.Sdxl)
-            ids = torch.tensor(new float[] { request.Height, request.Width, 0, 0, request.Height, request.Width }).unsqueeze(0);
-        return new Guidance(model, request.Cfg, prompts, request.PromptStyle, ids);
+        return new Guidance(model, request.Cfg, prompts, request.PromptStyle, TimeIds(model, request.Width, request.Height));
     }
+
+    /// <summary>
+    /// Guidance over prompts encoded elsewhere (ComfyUI's CLIPTextEncode nodes), for an image of
+    /// <paramref name="width"/> x <paramref name="height"/>; the caller keeps owning <paramref name="prompts"/>.
+    /// </summary>
+    public static Guidance FromConditioning(StableDiffusionModel model, double cfg, PromptConditioning prompts, int width, int height,
+                                            PromptStyle style = PromptStyle.ComfyUI) =>
+        new(model, cfg, prompts, style, TimeIds(model, width, height), ownsPrompts: false);
+
+    // SDXL: original size, crop (0, 0), target size: all the generated size
+    static Tensor? TimeIds(StableDiffusionModel model, int width, int height) =>
+        model.Family == ModelFamily.Sdxl ? torch.tensor(new float[] { height, width, 0, 0, height, width }).unsqueeze(0) : null;
 
     /// <summary>The denoised estimate at <paramref name="sigma"/>, using the conditioning of 1-based sampling step <paramref name="step"/>.</summary>
     public Tensor Denoise(Tensor x, float sigma, NoiseSchedule schedule, InpaintConcat? concat, int step = 1)
@@ -178,7 +188,7 @@ public sealed class Guidance : IDisposable
         foreach (var g in _groups) DisposeGroup(g);
         _groups = [];
         _timeIds?.Dispose();
-        _prompts.Dispose();
+        if (_ownsPrompts) _prompts.Dispose();
     }
 }
 

@@ -35,7 +35,7 @@ public static class StableDiffusionPipeline
 
         // the latent we start from: zeros for txt2img, the encoded init image otherwise
         var latent = request.InitImage is null ? zeros(latentShape) : EncodeImage(model, request.InitImage, request.VaeTiling);
-        Tensor? latentMask = null;
+        Tensor? latentMask = null, fillMask = null;
         InpaintConcat? concat = null;
         if (model.Inpainting && request.Mask is null)
         {
@@ -48,54 +48,20 @@ public static class StableDiffusionPipeline
         if (request.Mask is not null)
         {
             if (model.Inpainting) concat = InpaintConcat.Prepare(model, request.InitImage!, request.Mask, h, w);
-            else latentMask = F.interpolate(request.Mask.to(ScalarType.Float32), size: [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
+            else latentMask = LatentSampler.MaskToLatent(request.Mask, h, w);
+            // A1111's masked-content fills need the latent mask even for inpainting models
+            if (request.MaskedLatent != MaskedLatentFill.Original) fillMask = latentMask ?? LatentSampler.MaskToLatent(request.Mask, h, w);
         }
-
-        using var seedNoise = SeedNoise.Create(latentShape, request.Seed, request.Noise, request.NoiseConvention, request.Subseed, request.SubseedStrength);
-        var noise = seedNoise.Initial;
-        NoiseSource ancestral = seedNoise.NextAncestral;
-        if (request.Mask is not null && request.MaskedLatent != MaskedLatentFill.Original)
-        {
-            // A1111's "latent noise" / "latent nothing": the masked latent starts from noise or zeros
-            var m = latentMask ?? F.interpolate(request.Mask.to(ScalarType.Float32), size: [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
-            var fill = request.MaskedLatent == MaskedLatentFill.Noise ? noise : zeros_like(latent);
-            latent = (latent * m.RSub(1)).Add(fill * m);
-        }
-
-        float sigma0 = sigmas[0];
-        bool fullDenoise = Math.Abs(schedule.SigmaMax - sigma0) <= 1e-5 * Math.Max(Math.Abs(schedule.SigmaMax), Math.Abs(sigma0)) || sigma0 > schedule.SigmaMax;
-        // ComfyUI scales a full denoise's noise by sqrt(1 + sigma^2), A1111 by sigma (its sgm_noise_multiplier off)
-        bool a1111 = request.NoiseConvention == NoiseConvention.A1111;
-        var x = noise.Mul(fullDenoise && !a1111 ? Math.Sqrt(1 + (double)sigma0 * sigma0) : sigma0).Add(latent);
-
-        int firstStep = ctx.CompletedSteps; // prompt editing and per-step LoRA strengths use the current sampling step
-        int steps = sigmas.Length - 1;
-        Denoiser denoiser = (xt, sigma) =>
-        {
-            ctx.BeforeModelCall?.Invoke(ctx.CompletedSteps - firstStep, steps);
-            using var inner = NewDisposeScope();
-            var xin = xt;
-            if (latentMask is not null)
-                xin = (xt * latentMask).Add(latent.Add(noise.Mul(sigma)) * latentMask.RSub(1));
-            var denoised = guidance.Denoise(xin, sigma, schedule, concat, ctx.CompletedSteps - firstStep + 1);
-            if (latentMask is not null)
-                denoised = (denoised * latentMask).Add(latent * latentMask.RSub(1));
-            return denoised.MoveToOuterDisposeScope();
-        };
 
         double samplingStart = clock.Elapsed.TotalSeconds;
-        Tensor final;
-        bool partial = false;
-        try
+        var sampled = LatentSampler.Sample(model, guidance, new LatentSampling
         {
-            final = Samplers.Sample(request.Sampler, denoiser, x, sigmas, ancestral, ctx);
-        }
-        catch (SamplingStoppedException stopped)
-        {
-            // skip / interrupt: the last step's denoised estimate is the picture so far (A1111 does the same)
-            final = stopped.LastDenoised;
-            partial = true;
-        }
+            Latent = latent, Sigmas = sigmas, Sampler = request.Sampler, Seed = request.Seed, Noise = request.Noise,
+            NoiseConvention = request.NoiseConvention, Subseed = request.Subseed, SubseedStrength = request.SubseedStrength,
+            NoiseMask = latentMask, FillMask = fillMask, MaskedLatent = request.MaskedLatent, Concat = concat,
+        }, ctx);
+        var final = sampled.Latent;
+        bool partial = sampled.Partial;
         Runtime.Compute.ReleaseFreedMemory();
         double decodeStart = clock.Elapsed.TotalSeconds;
         var image = DecodeLatent(model, final, request.VaeTiling);
