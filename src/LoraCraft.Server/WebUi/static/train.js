@@ -158,7 +158,7 @@ function followJob(id) {
     message: (m) => message(m.text, m.warning),
     train_planned: (p) => {
       total = p.total_steps;
-      message(`${p.total_steps} steps in ${p.epochs} epochs; ${p.train_images} image uses per epoch; ${p.modules} modules; seed ${p.seed}`);
+      message(`${p.total_steps} steps in ${p.epochs} epoch${p.epochs === 1 ? "" : "s"}; ${p.train_images} image uses per epoch; ${p.modules} modules; seed ${p.seed}`);
     },
     train_preparing: (p) => { $("train-status").textContent = `${p.phase}: ${p.done}/${p.total}`; },
     train_step: (s) => {
