@@ -30,6 +30,14 @@ public sealed class WebUiTrainToolsTests(WebUiServer server)
         }
     }
 
+    /// <summary>The shared server's other tests count LoRA cards: the files made here go again.</summary>
+    async Task Remove(params string[] names)
+    {
+        foreach (var name in names)
+            foreach (var file in Directory.EnumerateFiles(server.LoraDir, name + ".*")) File.Delete(file);
+        await server.Http.PostAsync("/api/v1/loras/refresh", null);
+    }
+
     [SkippableFact]
     public async Task UserTrainsATinyLoraWatchesItsProgressAndUsesItInGenerate()
     {
@@ -37,41 +45,45 @@ public sealed class WebUiTrainToolsTests(WebUiServer server)
         Dataset("ui-discs");
         await using var ui = await server.OpenAsync(nameof(UserTrainsATinyLoraWatchesItsProgressAndUsesItInGenerate), hash: "#train");
         var page = ui.Page;
-        await ui.RunAsync(async () =>
+        try
         {
-            var form = page.Locator("#train-form");
-            await page.Locator("#model").SelectOptionAsync("tiny-sd15");
-            await form.GetByLabel("Dataset folder", new() { Exact = true }).SelectOptionAsync("ui-discs");
-            await Expect(page.Locator("#train-dataset-info")).ToContainTextAsync("10_sks disc: 2 images, 2 captions, 10 repeats");
-            await Expect(page.Locator("#train-output")).ToHaveValueAsync("ui-discs");
-            await form.GetByLabel("Output name", new() { Exact = true }).FillAsync("ui-disc");
-            await form.GetByLabel("Steps", new() { Exact = true }).FillAsync("3");
-            await form.GetByLabel("Rank (network dim)", new() { Exact = true }).FillAsync("4");
-            await form.GetByLabel("Alpha", new() { Exact = true }).FillAsync("4");
-            await form.GetByLabel("Learning rate", new() { Exact = true }).FillAsync("1e-3");
-            await form.GetByLabel("Resolution", new() { Exact = true }).FillAsync("64");
-            await form.GetByLabel("Seed", new() { Exact = true }).FillAsync("7");
-            await page.GetByRole(AriaRole.Button, new() { Name = "Start training" }).ClickAsync();
+            await ui.RunAsync(async () =>
+            {
+                var form = page.Locator("#train-form");
+                await page.Locator("#model").SelectOptionAsync("tiny-sd15");
+                await form.GetByLabel("Dataset folder", new() { Exact = true }).SelectOptionAsync("ui-discs");
+                await Expect(page.Locator("#train-dataset-info")).ToContainTextAsync("10_sks disc: 2 images, 2 captions, 10 repeats");
+                await Expect(page.Locator("#train-output")).ToHaveValueAsync("ui-discs");
+                await form.GetByLabel("Output name", new() { Exact = true }).FillAsync("ui-disc");
+                await form.GetByLabel("Steps", new() { Exact = true }).FillAsync("3");
+                await form.GetByLabel("Rank (network dim)", new() { Exact = true }).FillAsync("4");
+                await form.GetByLabel("Alpha", new() { Exact = true }).FillAsync("4");
+                await form.GetByLabel("Learning rate", new() { Exact = true }).FillAsync("1e-3");
+                await form.GetByLabel("Resolution", new() { Exact = true }).FillAsync("64");
+                await form.GetByLabel("Seed", new() { Exact = true }).FillAsync("7");
+                await page.GetByRole(AriaRole.Button, new() { Name = "Start training" }).ClickAsync();
 
-            await Expect(page.Locator("#train-result")).ToBeVisibleAsync(new() { Timeout = Slow });
-            await Expect(page.Locator("#train-progress")).ToHaveAttributeAsync("data-step", "3");
-            await Expect(page.Locator("#train-chart")).ToHaveAttributeAsync("data-points", "3");
-            await Expect(page.Locator("#train-status")).ToContainTextAsync("done: 3 steps");
-            await Expect(page.Locator("#train-messages")).ToContainTextAsync("saved ui-disc (ui-disc.safetensors)");
-            await Expect(page.Locator("#train-start")).ToBeEnabledAsync();
-            await Expect(page.Locator("#train-stop")).ToBeDisabledAsync();
-            await ui.ShotAsync("train");
+                await Expect(page.Locator("#train-result")).ToBeVisibleAsync(new() { Timeout = Slow });
+                await Expect(page.Locator("#train-progress")).ToHaveAttributeAsync("data-step", "3");
+                await Expect(page.Locator("#train-chart")).ToHaveAttributeAsync("data-points", "3");
+                await Expect(page.Locator("#train-status")).ToContainTextAsync("done: 3 steps");
+                await Expect(page.Locator("#train-messages")).ToContainTextAsync("saved ui-disc (ui-disc.safetensors)");
+                await Expect(page.Locator("#train-start")).ToBeEnabledAsync();
+                await Expect(page.Locator("#train-stop")).ToBeDisabledAsync();
+                await ui.ShotAsync("train");
 
-            // the LoRA link opens its details (kohya metadata); "Use in Generate" puts its tag into the prompt
-            await page.Locator("#train-lora-link").ClickAsync();
-            await Expect(page.Locator("#lora-dialog")).ToBeVisibleAsync();
-            await Expect(page.Locator("#lora-meta")).ToContainTextAsync("ss_network_dim");
-            await page.Locator("#lora-dialog").GetByRole(AriaRole.Button, new() { Name = "Close" }).ClickAsync();
-            await page.GetByRole(AriaRole.Button, new() { Name = "Use in Generate" }).ClickAsync();
-            await Expect(page.Locator("#screen-generate")).ToBeVisibleAsync();
-            await Expect(page.Locator("#prompt")).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("<lora:ui-disc:1>"));
-            await Expect(page.Locator("#lora-cards .card[data-lora='ui-disc']")).ToBeVisibleAsync();
-        });
+                // the LoRA link opens its details (kohya metadata); "Use in Generate" puts its tag into the prompt
+                await page.Locator("#train-lora-link").ClickAsync();
+                await Expect(page.Locator("#lora-dialog")).ToBeVisibleAsync();
+                await Expect(page.Locator("#lora-meta")).ToContainTextAsync("ss_network_dim");
+                await page.Locator("#lora-dialog").GetByRole(AriaRole.Button, new() { Name = "Close" }).ClickAsync();
+                await page.GetByRole(AriaRole.Button, new() { Name = "Use in Generate" }).ClickAsync();
+                await Expect(page.Locator("#screen-generate")).ToBeVisibleAsync();
+                await Expect(page.Locator("#prompt")).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("<lora:ui-disc:1>"));
+                await Expect(page.Locator("#lora-cards .card[data-lora='ui-disc']")).ToBeVisibleAsync();
+            });
+        }
+        finally { await Remove("ui-disc"); }
     }
 
     [SkippableFact]
@@ -80,28 +92,32 @@ public sealed class WebUiTrainToolsTests(WebUiServer server)
         server.Require();
         await using var ui = await server.OpenAsync(nameof(UserResizesALoraInTheToolsTabAndReadsTheReport), hash: "#tools");
         var page = ui.Page;
-        await ui.RunAsync(async () =>
+        try
         {
-            await page.GetByRole(AriaRole.Tab, new() { Name = "Resize" }).ClickAsync();
-            await Expect(page.GetByRole(AriaRole.Tab, new() { Name = "Resize" })).ToHaveAttributeAsync("aria-selected", "true");
-            await page.Locator("#tool-form").GetByLabel("LoRA", new() { Exact = true }).SelectOptionAsync("sd15-attn");
-            await page.Locator("#tool-form").GetByLabel("New rank", new() { Exact = true }).FillAsync("2");
-            await page.Locator("#tool-form").GetByLabel("Output name").FillAsync("ui-attn-r2");
-            await page.GetByRole(AriaRole.Button, new() { Name = "Run" }).ClickAsync();
-            await Expect(page.Locator("#tool-report")).ToBeVisibleAsync(new() { Timeout = Slow });
-            await Expect(page.Locator("#tool-summary")).ToContainTextAsync("ui-attn-r2 (ui-attn-r2.safetensors in the LoRA folder)");
-            await Expect(page.Locator("#tool-summary")).ToContainTextAsync("average fro retained");
-            await Expect(page.Locator("#tool-status")).ToContainTextAsync("done in");
-            await Expect(page.Locator("#tool-report-body table").Nth(1)).ToContainTextAsync("new rank");
-            await ui.ShotAsync("tools-resize");
+            await ui.RunAsync(async () =>
+            {
+                await page.GetByRole(AriaRole.Tab, new() { Name = "Resize" }).ClickAsync();
+                await Expect(page.GetByRole(AriaRole.Tab, new() { Name = "Resize" })).ToHaveAttributeAsync("aria-selected", "true");
+                await page.Locator("#tool-form").GetByLabel("LoRA", new() { Exact = true }).SelectOptionAsync("sd15-attn");
+                await page.Locator("#tool-form").GetByLabel("New rank", new() { Exact = true }).FillAsync("2");
+                await page.Locator("#tool-form").GetByLabel("Output name").FillAsync("ui-attn-r2");
+                await page.GetByRole(AriaRole.Button, new() { Name = "Run" }).ClickAsync();
+                await Expect(page.Locator("#tool-report")).ToBeVisibleAsync(new() { Timeout = Slow });
+                await Expect(page.Locator("#tool-summary")).ToContainTextAsync("ui-attn-r2 (ui-attn-r2.safetensors in the LoRA folder)");
+                await Expect(page.Locator("#tool-summary")).ToContainTextAsync("average fro retained");
+                await Expect(page.Locator("#tool-status")).ToContainTextAsync("done in");
+                await Expect(page.Locator("#tool-report-body table").Nth(1)).ToContainTextAsync("new rank");
+                await ui.ShotAsync("tools-resize");
 
-            // the new LoRA is in the list at once; the same name again is refused with the server's message
-            await Expect(page.Locator("#lora-cards .card[data-lora='ui-attn-r2']")).ToHaveCountAsync(1);
-            await page.GetByRole(AriaRole.Button, new() { Name = "Run" }).ClickAsync();
-            await Expect(page.Locator("#notice")).ToContainTextAsync("exists already");
-            // the browser logs the refused request (409) as a console error: that one is expected
-            lock (ui.Errors) ui.Errors.RemoveAll(e => e.Contains("409 (Conflict)", StringComparison.Ordinal));
-        });
+                // the new LoRA is in the list at once; the same name again is refused with the server's message
+                await Expect(page.Locator("#lora-cards .card[data-lora='ui-attn-r2']")).ToHaveCountAsync(1);
+                await page.GetByRole(AriaRole.Button, new() { Name = "Run" }).ClickAsync();
+                await Expect(page.Locator("#notice")).ToContainTextAsync("exists already");
+                // the browser logs the refused request (409) as a console error: that one is expected
+                lock (ui.Errors) ui.Errors.RemoveAll(e => e.Contains("409 (Conflict)", StringComparison.Ordinal));
+            });
+        }
+        finally { await Remove("ui-attn-r2"); }
     }
 
     [SkippableFact]
