@@ -1,5 +1,5 @@
 // Starts the page: loads the lists (checkpoints, samplers, schedulers, LoRAs, embeddings), shows
-// the screen the URL names (#generate/img2img, #pnginfo, #compare, #history, #train, #tools) and wires the
+// the screen the URL names (#generate/img2img, #pnginfo, #compare, #history) and wires the
 // checkpoint selector. Each screen lives in its own module.
 
 import * as api from "./api.js";
@@ -16,7 +16,7 @@ import { $, checkpoints, el, emit, notice } from "./ui.js";
 
 const screens = ["generate", "pnginfo", "compare", "history"];
 let embeddingNames = [];
-screens.push("train", "tools"); // train.js and tools.js load their lists when shown
+screens.push("train", "tools"); // #train and #tools: train.js and tools.js load their lists when shown
 
 function route() {
   const [screen, sub] = (location.hash.replace(/^#\/?/, "") || "generate").split("/");
