@@ -48,8 +48,9 @@ public static class CommandHelp
             loracraft bench [--family sd15|sdxl] [--width W --height H] [--steps N (4)]
                             [--dtype fp32|bf16|auto] [--lora-rank R (32, 0 = none)] [--threads N]
                             [--cache DIR] [--size full|tiny] [--json]
-            Builds (once) a full-size RANDOM checkpoint and reports load, text, per-step, VAE decode,
-            peak RSS and LoRA apply/switch times.
+            Builds (once) a full-size RANDOM checkpoint and reports load, text, per-step (median after
+            one warm-up step), VAE decode, peak RSS and LoRA apply/switch times, and a step's GFLOP as a
+            share of this machine's matrix-multiply rate (measured with a 2048³ product).
             --train [--no-gradient-checkpointing]: LoRA training steps instead (rank --lora-rank, 16; --steps, 3;
             one random image, latents cached), per-step time and peak RSS next to one cfg sampling step's UNet pass.
             """,

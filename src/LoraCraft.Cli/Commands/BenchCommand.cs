@@ -39,7 +39,8 @@ public static class BenchCommand
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
             {
                 ["family"] = r.Family, ["dtype"] = r.DType, ["width"] = r.Width, ["height"] = r.Height, ["steps"] = r.Steps, ["threads"] = r.Threads,
-                ["load_s"] = Round(r.LoadSeconds), ["text_s"] = Round(r.TextSeconds), ["step_s"] = Round(r.StepSeconds),
+                ["load_s"] = Round(r.LoadSeconds), ["text_s"] = Round(r.TextSeconds), ["step_s"] = Round(r.StepSeconds), ["first_step_s"] = Round(r.FirstStepSeconds), ["step_mean_s"] = Round(r.StepMeanSeconds),
+                ["step_gflop"] = Math.Round(r.StepGflop, 1), ["gemm_peak_gflops"] = Math.Round(r.GemmPeakGflops, 1), ["step_peak_fraction"] = Round(r.StepPeakFraction),
                 ["vae_decode_s"] = Round(r.VaeDecodeSeconds), ["total_s"] = Round(r.TotalSeconds), ["peak_rss_mb"] = Math.Round(r.PeakRssMb), ["peak_rss_with_lora_mb"] = Math.Round(r.PeakRssWithLoraMb),
                 ["lora_apply_s"] = Round(r.LoraApplySeconds), ["lora_switch_s"] = Round(r.LoraSwitchSeconds),
                 ["lora_reapply_s"] = Round(r.LoraReapplySeconds), ["step_with_lora_s"] = Round(r.StepWithLoraSeconds),
@@ -54,7 +55,8 @@ public static class BenchCommand
             Row("image", $"{r.Width}x{r.Height}, {r.Steps} euler steps, cfg 7");
             Row("load", $"{r.LoadSeconds:F2} s");
             Row("text conditioning", $"{r.TextSeconds:F2} s");
-            Row("per step", $"{r.StepSeconds:F2} s");
+            Row("per step", $"{r.StepSeconds:F2} s (median after the first step, which took {r.FirstStepSeconds:F2} s)");
+            Row("step arithmetic", $"{r.StepGflop:F0} GFLOP, {r.StepGflop / r.StepSeconds:F0} GFLOP/s = {r.StepPeakFraction:P0} of this machine's {r.DType} GEMM peak ({r.GemmPeakGflops:F0} GFLOP/s)");
             Row("VAE decode", $"{r.VaeDecodeSeconds:F2} s");
             Row("LoRA apply", $"{r.LoraApplySeconds:F3} s (rank {options.LoraRank})");
             Row("LoRA switch", $"{r.LoraSwitchSeconds:F3} s");

@@ -32,7 +32,17 @@ public sealed record BenchResult
     public required int Threads { get; init; }
     public double LoadSeconds { get; init; }
     public double TextSeconds { get; init; }
+    /// <summary>Median of the steps after the first (the warm-up); the mean when there is one step.</summary>
     public double StepSeconds { get; init; }
+    public double FirstStepSeconds { get; init; }
+    /// <summary>Sampling time over the steps, the first included (what this field meant before the median).</summary>
+    public double StepMeanSeconds { get; init; }
+    /// <summary>UNet multiply-add work per step (2 FLOPs each; convolutions, linears, attention products).</summary>
+    public double StepGflop { get; init; }
+    /// <summary>This machine's best large-matrix-multiply rate in the compute dtype (see <see cref="GemmPeak"/>).</summary>
+    public double GemmPeakGflops { get; init; }
+    /// <summary>A step's FLOP rate over <see cref="GemmPeakGflops"/>.</summary>
+    public double StepPeakFraction { get; init; }
     public double VaeDecodeSeconds { get; init; }
     public double TotalSeconds { get; init; }
     /// <summary>Peak resident memory through load and one generation (before the LoRA part).</summary>
@@ -101,14 +111,34 @@ public static class Benchmark
             Width = o.Width ?? size, Height = o.Height ?? size,
         };
         log.WriteLine($"loaded in {load:F1} s (peak RSS so far {ProcessMemory.PeakRssMb():F0} MiB); generating {request.Width}x{request.Height}, {o.Steps} euler steps, cfg 7...");
-        using var result = StableDiffusionPipeline.Generate(model, request);
+        var steps = new StepClock();
+        GenerationResult generated;
+        double flops;
+        using (var counter = new FlopCounter(model.UNet))
+        {
+            generated = StableDiffusionPipeline.Generate(model, request, new SamplerContext(steps));
+            flops = counter.Flops;
+        }
+        using var result = generated;
+        var later = steps.StepsAfterFirst();
+        double mean = result.Timings.SamplingSeconds / o.Steps;
+        double median = later.Count > 0 ? StepClock.Median(later) : mean;
+        double peak = GemmPeak.Measure(o.DType);
+        double stepFlops = flops / o.Steps;
+        log.WriteLine($"step median {median:F2} s after a first step of {result.Timings.SamplingSeconds - later.Sum():F2} s; {stepFlops / 1e9:F0} GFLOP a step, " +
+                      $"{stepFlops / median / 1e9:F0} GFLOP/s against a {Runtime.Compute.Name(o.DType)} GEMM peak of {peak / 1e9:F0} GFLOP/s");
         var r = new BenchResult
         {
             Family = o.Family, DType = Runtime.Compute.Name(o.DType), Width = request.Width, Height = request.Height,
             Steps = o.Steps, Threads = get_num_threads(),
             LoadSeconds = load,
             TextSeconds = result.Timings.TextSeconds,
-            StepSeconds = result.Timings.SamplingSeconds / o.Steps,
+            StepSeconds = median,
+            FirstStepSeconds = result.Timings.SamplingSeconds - later.Sum(),
+            StepMeanSeconds = mean,
+            StepGflop = stepFlops / 1e9,
+            GemmPeakGflops = peak / 1e9,
+            StepPeakFraction = stepFlops / median / peak,
             VaeDecodeSeconds = result.Timings.DecodeSeconds,
             PeakRssMb = ProcessMemory.PeakRssMb(),
         };

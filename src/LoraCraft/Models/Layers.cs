@@ -79,6 +79,7 @@ public sealed class Conv2d : AdaptableLayer
 
     Tensor Convolve(Tensor x)
     {
+        if (PatchConvolution.Applies(x, _w.T, _stride, _padding)) return PatchConvolution.Run(x, _w.T, _b?.T, _stride, _padding);
         long rowBytes = x.shape[0] * x.shape[1] * x.shape[3] * x.ElementSize;
         long kernel = _w.Shape[2];
         // banding writes into slices of one output: a memory trick for inference only

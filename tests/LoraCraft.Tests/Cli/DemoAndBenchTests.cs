@@ -51,14 +51,19 @@ public class DemoAndBenchTests
     public void BenchReportsEveryFieldAsJson()
     {
         using var dir = new TempDir();
-        var r = Run("bench", "--size", "tiny", "--steps", "1", "--width", "64", "--height", "64", "--lora-rank", "4",
+        var r = Run("bench", "--size", "tiny", "--steps", "2", "--width", "64", "--height", "64", "--lora-rank", "4",
                     "--dtype", "fp32", "--cache", dir.Path, "--json", "--quiet");
         Assert.True(r.Code == 0, r.Err);
         using var doc = JsonDocument.Parse(r.Out);
-        foreach (var field in new[] { "load_s", "text_s", "step_s", "vae_decode_s", "total_s", "peak_rss_mb", "lora_apply_s", "lora_switch_s", "step_with_lora_s" })
+        foreach (var field in new[] { "load_s", "text_s", "step_s", "vae_decode_s", "total_s", "peak_rss_mb", "lora_apply_s", "lora_switch_s", "step_with_lora_s",
+                                        "first_step_s", "step_mean_s", "step_gflop", "gemm_peak_gflops", "step_peak_fraction" })
             Assert.True(doc.RootElement.GetProperty(field).GetDouble() >= 0, field);
         Assert.True(doc.RootElement.GetProperty("step_s").GetDouble() > 0);
         Assert.True(doc.RootElement.GetProperty("lora_apply_s").GetDouble() > 0);
+        // the step's arithmetic is counted (the UNet's layers and attention) and put against a measured GEMM rate
+        Assert.True(doc.RootElement.GetProperty("step_gflop").GetDouble() > 0);
+        Assert.True(doc.RootElement.GetProperty("gemm_peak_gflops").GetDouble() > 0);
+        Assert.True(doc.RootElement.GetProperty("step_peak_fraction").GetDouble() > 0);
         Assert.Equal("fp32", doc.RootElement.GetProperty("dtype").GetString());
     }
 

@@ -52,13 +52,10 @@ public sealed class CrossAttention : Net
     public Tensor Forward(Tensor x, Tensor? context = null)
     {
         var ctx = context ?? x;
-        long b = x.shape[0], n = x.shape[1], c = x.shape[2];
-        long headDim = c / _heads;
-        using var q = _q.Forward(x).view(b, -1, _heads, headDim).transpose(1, 2);
-        using var k = _k.Forward(ctx).view(b, -1, _heads, headDim).transpose(1, 2);
-        using var v = _v.Forward(ctx).view(b, -1, _heads, headDim).transpose(1, 2);
-        using var a = F.scaled_dot_product_attention(q, k, v);
-        using var merged = a.transpose(1, 2).reshape(b, n, c);
+        using var q = _q.Forward(x);
+        using var k = _k.Forward(ctx);
+        using var v = _v.Forward(ctx);
+        using var merged = Attention.Tokens(q, k, v, _heads);
         return _out.Forward(merged);
     }
 }

@@ -63,11 +63,8 @@ public sealed class VaeAttentionBlock : Net
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
         var n = _norm.Forward(x);
-        Tensor Tokens(Tensor t) => t.reshape(b, 1, c, h * w).transpose(2, 3);
-        var a = F.scaled_dot_product_attention(Tokens(_q.Forward(n)), Tokens(_k.Forward(n)), Tokens(_v.Forward(n)));
-        var image = a.transpose(2, 3).reshape(b, c, h, w);
+        var image = Attention.Pixels(_q.Forward(n), _k.Forward(n), _v.Forward(n));
         return x.Add(_proj.Forward(image)).MoveToOuterDisposeScope();
     }
 }
