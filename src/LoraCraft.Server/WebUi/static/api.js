@@ -3,7 +3,7 @@
 
 const base = "/api/v1";
 
-async function call(method, path, body) {
+export async function call(method, path, body) {
   const init = { method, headers: {} };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";

@@ -9,6 +9,7 @@ import * as active from "./activeloras.js";
 import * as compare from "./compare.js";
 import * as history from "./history.js";
 import "./pnginfo.js";
+import "./hub.js";
 import { append, attachHighlight, setText } from "./prompt.js";
 import { $, checkpoints, el, emit, notice } from "./ui.js";
 
