@@ -3,22 +3,16 @@
 // search both sites and download a result, and "fetch info" (trigger words, preview) by hash for
 // the whole folder or for the LoRA whose details are open. The server holds the tokens.
 
-import { call } from "./api.js";
+import * as api from "./api.js";
 import * as loras from "./loras.js";
 import { openDetails } from "./loradetails.js";
 import { $, el, emit } from "./ui.js";
 
-const enc = encodeURIComponent;
-
-export const get = (urlOrId, name, force) => call("POST", "/lora/get", { url_or_id: urlOrId, name: name || null, force: !!force });
-export const fetchInfo = (names, force) => call("POST", "/lora/fetch-info", { names: names ?? null, force: !!force });
-export const search = (q, base, source) =>
-  call("GET", `/lora/search?q=${enc(q)}${base ? `&base=${enc(base)}` : ""}${source ? `&source=${enc(source)}` : ""}`);
 
 /** Follows a hub job's events (download, fetch, message, completed, failed, cancelled) to its end. */
 function follow(id, on) {
   return new Promise((resolve) => {
-    const source = new EventSource(`/api/v1/jobs/${enc(id)}/events`);
+    const source = new EventSource(api.jobEventsUrl(id));
     const end = (type, data) => { source.close(); resolve({ type, data }); };
     for (const type of ["queued", "started", "download", "fetch", "message"]) source.addEventListener(type, (e) => on[type]?.(JSON.parse(e.data)));
     for (const type of ["completed", "failed", "cancelled"]) source.addEventListener(type, (e) => end(type, JSON.parse(e.data)));
@@ -40,7 +34,7 @@ async function download(urlOrId, name) {
   status(`Starting ${urlOrId} …`);
   const warnings = [];
   try {
-    const { id } = await get(urlOrId, name);
+    const { id } = await api.hubGet(urlOrId, name);
     const end = await follow(id, {
       queued: (d) => { if (d.position > 0) status(`Waiting: ${d.position} job${d.position > 1 ? "s" : ""} before this one …`); },
       download: (d) => {
@@ -76,7 +70,7 @@ async function download(urlOrId, name) {
 async function runFetchInfo(names, where) {
   where.textContent = names ? "Looking it up on Civitai …" : "Looking up every LoRA of the folder on Civitai …";
   try {
-    const { id } = await fetchInfo(names, !!names);
+    const { id } = await api.hubFetchInfo(names, !!names);
     const end = await follow(id, { fetch: (d) => { where.textContent = `Looked up ${d.index + 1} of ${d.count}: ${d.name} (${d.status.replace("_", " ")})`; } });
     if (end.type !== "completed") { where.textContent = `Fetch info failed: ${end.data.message}`; return; }
     const r = end.data.result;
@@ -111,7 +105,7 @@ async function runSearch(e) {
   $("hub-search-status").textContent = "Searching …";
   list.replaceChildren();
   try {
-    const r = await search(q, $("hub-base").value, $("hub-site").value);
+    const r = await api.hubSearch(q, $("hub-base").value, $("hub-site").value);
     list.replaceChildren(...r.results.map(hit));
     $("hub-search-status").textContent = `${r.results.length} result${r.results.length === 1 ? "" : "s"}` +
       (r.errors.length ? ` (${r.errors.join("; ")})` : "");
