@@ -6,6 +6,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 # libtorch warns once per thread that NNPACK does not support this CPU: noise that buries results
 export TORCH_CPP_LOG_LEVEL=ERROR
+# the third-party A1111 client test runs an npm package: install it once (Node from `apt-get install nodejs npm`)
+if command -v npm >/dev/null && [ ! -d tests/a1111-client/node_modules/a1111-webui-api ]; then
+    (cd tests/a1111-client && npm ci --no-audit --no-fund --loglevel=error) || echo "warning: npm ci in tests/a1111-client failed; the A1111 client test will fail" >&2
+fi
 log=$(mktemp)
 dotnet test tests/LoraCraft.Tests/LoraCraft.Tests.csproj -c Release --logger "console;verbosity=normal" "$@" 2>&1 \
     | grep --line-buffered -v "NNPACK.cpp" | tee "$log"

@@ -53,6 +53,21 @@ public static class CommandHelp
             --train [--no-gradient-checkpointing]: LoRA training steps instead (rank --lora-rank, 16; --steps, 3;
             one random image, latents cached), per-step time and peak RSS next to one cfg sampling step's UNet pass.
             """,
+        "serve" => """
+            loracraft serve [--demo] [--host H (127.0.0.1)] [--port N (7860)] [--ckpt-dir DIR] [--lora-dir DIR]
+                            [--embeddings-dir DIR] [--outputs DIR (outputs)] [--data-dir DIR (user)]
+                            [--dtype fp32|bf16|auto] [--threads N] [--device cpu|cuda|auto]
+                            [--queue-limit N (64)] [--max-models N (1)] [--max-body-mb N (50)]
+                            [--api-auth USER:PASS[,USER:PASS]] [--cors-allow-origin ORIGIN[,ORIGIN]]
+                            [--comfy-frontend DIR] [--civitai-url URL] [--hf-url URL] [--allow-url-downloads] [--quiet]
+            The web UI at /, the native API at /api/v1 (OpenAPI: /openapi/v1.json), AUTOMATIC1111's API at
+            /sdapi/v1, ComfyUI's API at / and /api (websocket /ws); with --comfy-frontend, ComfyUI's editor
+            at /comfy/. --demo serves tiny random models and LoRAs (offline). Ctrl-C stops it.
+            LoRA downloads (/api/v1/lora/get, the LoRA tab) go to --civitai-url / --hf-url (default: the sites)
+            with the tokens in CIVITAI_TOKEN / HF_TOKEN; plain URLs only with --allow-url-downloads.
+            Folders default to ./models/Stable-diffusion (or ./models/checkpoints), ./models/Lora,
+            ./models/embeddings.
+            """,
         "make-model" => """
             loracraft make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE
             A RANDOM-weight checkpoint in the original layout (fp16); tiny also writes FILE.config/.

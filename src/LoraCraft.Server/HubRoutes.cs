@@ -15,12 +15,6 @@ public sealed record HubGetRequest(string? UrlOrId = null, string? Name = null, 
 /// <summary>POST /api/v1/lora/fetch-info: the LoRAs to look up on Civitai (null: every file of the folder).</summary>
 public sealed record HubFetchInfoRequest(IReadOnlyList<string>? Names = null, bool? Force = null);
 
-/// <summary>Bytes of a download job so far (SSE event `download`).</summary>
-public sealed record HubDownloadEvent(string JobId, string FileName, long BytesReceived, long? TotalBytes) : JobEvent(JobId);
-
-/// <summary>One LoRA looked up by a fetch-info job (SSE event `fetch`).</summary>
-public sealed record HubFetchEvent(string JobId, int Index, int Count, string Name, string Status) : JobEvent(JobId);
-
 /// <summary>
 /// The server's one connection to Civitai and Hugging Face: base URLs and tokens from the server's
 /// configuration (<see cref="ServerOptions.Hub"/>, tokens also from the environment), never from a request.
@@ -64,7 +58,7 @@ public static class HubRoutes
             var job = engine.Queue.Submit("lora-get", new { url_or_id = reference.ToString(), name }, ctx =>
             {
                 ctx.Report(new JobPhase(ctx.Id, "download", reference.ToString()));
-                var progress = new DownloadReporter(p => ctx.Report(new HubDownloadEvent(ctx.Id, p.FileName, p.BytesReceived, p.TotalBytes)));
+                var progress = new DownloadReporter(p => ctx.Report(DownloadEvent(ctx.Id, p)));
                 var got = hub.Client.GetAsync(reference, dir, name, body.Force == true, progress, ctx.Cancel).GetAwaiter().GetResult();
                 foreach (var w in got.Warnings) ctx.Warn(w);
                 engine.Loras.Refresh();
@@ -79,7 +73,10 @@ public static class HubRoutes
             var job = engine.Queue.Submit("lora-fetch-info", new { names = body?.Names, force = body?.Force ?? false }, ctx =>
             {
                 int index = 0;
-                var progress = new FetchReporter(r => ctx.Report(new HubFetchEvent(ctx.Id, index++, files.Count, LoraLibrary.NameOf(r.Path), Status(r.Status))));
+                var progress = new FetchReporter(r => ctx.Report(new ServerEvent(ctx.Id, "fetch", new
+                {
+                    id = ctx.Id, index = index++, count = files.Count, name = LoraLibrary.NameOf(r.Path), status = Status(r.Status),
+                })));
                 var results = hub.Client.FetchInfoAsync(files, body?.Force == true, engine.Hashes, progress, ctx.Cancel).GetAwaiter().GetResult();
                 engine.Loras.Refresh();
                 foreach (var r in results) engine.Loras.Forget(r.Path);
@@ -173,17 +170,12 @@ public static class HubRoutes
         catch (HubException e) { throw new UserErrorException(e.Message) { Field = field }; }
     }
 
-    /// <summary>The SSE form of the hub's own events (NativeRoutes asks here for events it does not know).</summary>
-    public static (string Type, object Data)? EventJson(JobEvent e) => e switch
+    /// <summary>Bytes of a download so far: SSE event `download` {file, bytes, total, fraction}.</summary>
+    static ServerEvent DownloadEvent(string id, DownloadProgress d) => new(id, "download", new
     {
-        HubDownloadEvent d => ("download", new
-        {
-            id = d.JobId, file = d.FileName, bytes = d.BytesReceived, total = d.TotalBytes,
-            fraction = d.TotalBytes is > 0 and var t ? Math.Min(1, d.BytesReceived / (double)t) : (double?)null,
-        }),
-        HubFetchEvent f => ("fetch", new { id = f.JobId, index = f.Index, count = f.Count, name = f.Name, status = f.Status }),
-        _ => null,
-    };
+        id, file = d.FileName, bytes = d.BytesReceived, total = d.TotalBytes,
+        fraction = d.TotalBytes is > 0 and var t ? Math.Min(1, d.BytesReceived / (double)t) : (double?)null,
+    });
 
     /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
     sealed class DownloadReporter(Action<DownloadProgress> report) : IProgress<DownloadProgress>

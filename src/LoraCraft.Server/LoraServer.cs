@@ -61,6 +61,8 @@ public static class LoraServer
         A1111Routes.Map(app);
         WebUi.WebUiRoutes.Map(app);
         Comfy.ComfyRoutes.Map(app, options);
+        Training.TrainingRoutes.Map(app, options);
+        Tools.ToolRoutes.Map(app);
         foreach (var extra in Extensions) extra(app, options);
         return app;
     }

@@ -273,7 +273,8 @@ public static class NativeRoutes
         JobCompleted => ("completed", Status(job)),
         JobFailed f => ("failed", new { id = job.Id, kind = f.Kind?.ToString().ToLowerInvariant() ?? "internal", message = f.Message }),
         JobCancelled => ("cancelled", new { id = job.Id }),
-        _ => HubRoutes.EventJson(e) ?? ("event", new { id = job.Id }),
+        ServerEvent x => (x.Type, x.Data),
+        _ => ("event", new { id = job.Id }),
     };
 
     static object LoraJson(ServerEngine engine, LoraListing l, bool full)

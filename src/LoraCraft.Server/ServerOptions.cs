@@ -13,6 +13,8 @@ public sealed record ServerOptions
     public string OutputsDir { get; init; } = "outputs";
     /// <summary>Settings and user data of the ComfyUI frontend, uploaded inputs (ComfyUI's user/ and input/).</summary>
     public string DataDir { get; init; } = "user";
+    /// <summary>Training-data root: POST /api/v1/train takes dataset folders only from here; null: DATA-DIR/train.</summary>
+    public string? TrainDir { get; init; }
     public TorchSharp.torch.ScalarType DType { get; init; } = TorchSharp.torch.ScalarType.Float32;
     public TorchSharp.torch.Device? Device { get; init; }
     public int QueueLimit { get; init; } = 64;

@@ -10,7 +10,7 @@ public static class ServeCommand
     public static readonly string[] Options =
     [
         "host", "port", "ckpt-dir", "lora-dir", "embeddings-dir", "outputs", "data-dir", "dtype", "threads", "device", "queue-limit",
-        "api-auth", "cors-allow-origin", "max-models", "max-body-mb", "comfy-frontend",
+        "api-auth", "cors-allow-origin", "max-models", "max-body-mb", "comfy-frontend", "train-dir",
         "civitai-url", "hf-url",
     ];
 
@@ -31,7 +31,7 @@ public static class ServeCommand
             Host = a.Get("host") ?? "127.0.0.1", Port = port, CheckpointsDir = ckpt,
             LoraDir = a.Get("lora-dir") ?? demo?.LoraDir ?? Path.Combine("models", "Lora"),
             EmbeddingsDir = a.Get("embeddings-dir") ?? Path.Combine("models", "embeddings"),
-            OutputsDir = a.Get("outputs") ?? "outputs", DataDir = a.Get("data-dir") ?? "user",
+            OutputsDir = a.Get("outputs") ?? "outputs", DataDir = a.Get("data-dir") ?? "user", TrainDir = a.Get("train-dir"),
             DType = Runtime.Compute.ParseDType(a.Get("dtype")), Device = Runtime.Compute.ParseDevice(a.Get("device") ?? "cpu"),
             QueueLimit = limit, MaxModels = a.GetInt("max-models", 1), Auth = ParseAuth(a.Get("api-auth")),
             CorsOrigins = a.Get("cors-allow-origin")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],

@@ -37,7 +37,7 @@ public sealed class WebUiRoutesTests
             Assert.Contains("default-src 'self'", page.Headers.GetValues("Content-Security-Policy").Single());
 
             // every module the page imports is there, and only api.js names the API's URLs
-            foreach (var name in new[] { "app.js", "api.js", "generate.js", "loras.js", "loradetails.js", "activeloras.js", "inpaint.js", "pnginfo.js", "compare.js", "history.js", "prompt.js", "ui.js" })
+            foreach (var name in new[] { "app.js", "api.js", "generate.js", "loras.js", "loradetails.js", "activeloras.js", "inpaint.js", "pnginfo.js", "compare.js", "history.js", "prompt.js", "ui.js", "train.js", "tools.js" })
                 Assert.Contains(name, WebUiRoutes.Names);
             foreach (var name in WebUiRoutes.Names.Where(n => n.EndsWith(".js", StringComparison.Ordinal)))
             {

@@ -45,10 +45,17 @@ export const job = (id) => call("GET", `/jobs/${enc(id)}`);
 export const interrupt = (id) => call("POST", `/jobs/${enc(id)}/interrupt`);
 export const skip = (id) => call("POST", `/jobs/${enc(id)}/skip`);
 export const cancel = (id) => call("POST", `/jobs/${enc(id)}/cancel`);
+export const jobs = () => call("GET", "/jobs");
+
+/** Training: the dataset folders of the server's training-data root, and a run (resolves to { id }). */
+export const trainDatasets = () => call("GET", "/train/datasets");
+export const train = (request) => call("POST", "/train", request);
+/** A LoRA tool (merge-into, extract, resize, merge, convert, bake-blocks) as a job: resolves to { id }. */
+export const loraTool = (tool, request) => call("POST", `/lora/tools/${enc(tool)}`, request);
 
 /**
  * Follows a job's Server-Sent Events until it ends. `on` maps event names (queued, started, phase,
- * step, message, image, completed, failed, cancelled) to handlers of the parsed data. Resolves with
+ * step, message, image, completed, failed, cancelled, or a job kind's own) to handlers of the parsed data. Resolves with
  * the final event's name and data. `stop()` on the returned promise closes the stream.
  */
 export function follow(id, on = {}) {
@@ -56,7 +63,8 @@ export function follow(id, on = {}) {
   const done = new Promise((resolve) => {
     source = new EventSource(`${base}/jobs/${enc(id)}/events`);
     const finals = new Set(["completed", "failed", "cancelled"]);
-    for (const type of ["queued", "started", "phase", "step", "message", "image", "completed", "failed", "cancelled"]) {
+    // the standard events, and any other a caller handles (training's train_step, train_chart …)
+    for (const type of new Set(["queued", "started", "phase", "step", "message", "image", "completed", "failed", "cancelled", ...Object.keys(on)])) {
       source.addEventListener(type, (e) => {
         const data = JSON.parse(e.data);
         on[type]?.(data);

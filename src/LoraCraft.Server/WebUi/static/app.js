@@ -9,12 +9,15 @@ import * as active from "./activeloras.js";
 import * as compare from "./compare.js";
 import * as history from "./history.js";
 import "./pnginfo.js";
+import "./train.js";
+import "./tools.js";
 import "./hub.js";
 import { append, attachHighlight, setText } from "./prompt.js";
 import { $, checkpoints, el, emit, notice } from "./ui.js";
 
 const screens = ["generate", "pnginfo", "compare", "history"];
 let embeddingNames = [];
+screens.push("train", "tools"); // #train and #tools: train.js and tools.js load their lists when shown
 
 function route() {
   const [screen, sub] = (location.hash.replace(/^#\/?/, "") || "generate").split("/");
