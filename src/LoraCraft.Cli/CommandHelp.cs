@@ -60,10 +60,12 @@ public static class CommandHelp
                             [--dtype fp32|bf16|auto] [--threads N] [--device cpu|cuda|auto]
                             [--queue-limit N (64)] [--max-models N (1)] [--max-body-mb N (50)]
                             [--api-auth USER:PASS[,USER:PASS]] [--cors-allow-origin ORIGIN[,ORIGIN]]
-                            [--comfy-frontend DIR] [--quiet]
+                            [--comfy-frontend DIR] [--civitai-url URL] [--hf-url URL] [--allow-url-downloads] [--quiet]
             The web UI at /, the native API at /api/v1 (OpenAPI: /openapi/v1.json), AUTOMATIC1111's API at
             /sdapi/v1, ComfyUI's API at / and /api (websocket /ws); with --comfy-frontend, ComfyUI's editor
             at /comfy/. --demo serves tiny random models and LoRAs (offline). Ctrl-C stops it.
+            LoRA downloads (/api/v1/lora/get, the LoRA tab) go to --civitai-url / --hf-url (default: the sites)
+            with the tokens in CIVITAI_TOKEN / HF_TOKEN; plain URLs only with --allow-url-downloads.
             Folders default to ./models/Stable-diffusion (or ./models/checkpoints), ./models/Lora,
             ./models/embeddings.
             """,

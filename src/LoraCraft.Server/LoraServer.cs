@@ -46,6 +46,7 @@ public static class LoraServer
         builder.Services.AddOpenApi("v1");
         builder.Services.AddSingleton(engine ?? new ServerEngine(options));
         builder.Services.AddSingleton(options);
+        HubRoutes.AddServices(builder.Services);
         configure?.Invoke(builder);
 
         var app = builder.Build();
@@ -56,6 +57,7 @@ public static class LoraServer
         app.UseWebSockets();
         app.MapOpenApi("/openapi/{documentName}.json");
         NativeRoutes.Map(app);
+        HubRoutes.Map(app);
         A1111Routes.Map(app);
         WebUi.WebUiRoutes.Map(app);
         Comfy.ComfyRoutes.Map(app, options);

@@ -12,7 +12,19 @@ using Microsoft.AspNetCore.Routing;
 namespace LoraCraft.Server;
 
 /// <summary>A LoRA in a native request: name in the LoRA folder and its two strengths.</summary>
-public sealed record NativeLora(string Name, double? Unet = null, double? Te = null);
+public sealed record NativeLora(string Name, double? Unet = null, double? Te = null)
+{
+    /// <summary>UNet strength over the steps as loractl keyframes ("0@0,1@0.5"; steps or fractions); overrides <see cref="Unet"/>.</summary>
+    public string? UnetSchedule { get; init; }
+    /// <summary>Text-encoder strength as keyframes (the text is encoded once: its value at step 0).</summary>
+    public string? TeSchedule { get; init; }
+    /// <summary>Block weights as sd-webui-lora-block-weight writes them (a preset such as MIDD or a 12/17/20/26-value vector).</summary>
+    public string? Lbw { get; init; }
+    /// <summary>Element rules beside <see cref="Lbw"/> (its `lbwe=`).</summary>
+    public string? Lbwe { get; init; }
+    /// <summary>Block weights structured as diffusers' set_adapters takes them (text_encoder, down, mid, up).</summary>
+    public LoraBlocks? Blocks { get; init; }
+}
 
 /// <summary>Inpainting options of a native request.</summary>
 public sealed record NativeInpaint(bool? OnlyMasked = null, int? Padding = null, int? WorkingSize = null, int? MaskBlur = null,
@@ -50,6 +62,8 @@ public sealed record NativeGenerateRequest
     public string? VaeTiling { get; init; }
     /// <summary>A preview image with every n-th step event (default 2; 0: none).</summary>
     public int? PreviewEvery { get; init; }
+    /// <summary>"auto" (default: bypass only for per-step schedules), "merge" or "bypass".</summary>
+    public string? LoraMode { get; init; }
     /// <summary>Write the images to the outputs folder (default true).</summary>
     public bool? Save { get; init; }
 }
@@ -273,7 +287,8 @@ public static class NativeRoutes
         {
             name, file = relative, folder = Path.GetDirectoryName(relative)?.Replace(Path.DirectorySeparatorChar, '/') ?? "",
             error = l.Error,
-            family = info?.Family?.ToString().ToLowerInvariant(), algorithm = info?.Algorithm.ToString().ToLowerInvariant(),
+            family = info?.Family?.ToString().ToLowerInvariant(), algorithm = info?.Algorithm.ToString().ToLowerInvariant(), dora = info?.Dora ?? false,
+            algorithms = full ? info?.Algorithms.ToDictionary(a => a.Key.Id(), a => a.Value) : null,
             rank = info?.Rank, alpha = info?.Alpha, modules = info?.Modules, title = info?.Title, hash = info?.Hash,
             triggers = info?.Triggers?.Words ?? [], triggers_source = info?.Triggers?.Source,
             tags = info?.TopTags(10).Select(t => t.Tag) ?? [],
@@ -296,6 +311,24 @@ public static class NativeRoutes
         ".gif" => "image/gif",
         _ => "image/png",
     };
+
+    static LoraUse ToUse(NativeLora l)
+    {
+        if (l.Blocks is not null && (l.Lbw ?? l.Lbwe) is not null)
+            throw new UserErrorException($"LoRA '{l.Name}': give blocks or lbw, not both") { Field = "loras" };
+        return new LoraUse(l.Name, l.Unet ?? 1, l.Te ?? l.Unet ?? 1)
+        {
+            UNetSchedule = l.UnetSchedule, TextEncoderSchedule = l.TeSchedule,
+            Blocks = l.Blocks is { } b ? Field("loras", () => LoraBlockWeights.FromBlocks(b))
+                : (l.Lbw ?? l.Lbwe) is not null ? Field("loras", () => LoraBlockWeights.Parse(l.Lbw, l.Lbwe)) : null,
+        };
+    }
+
+    static T Field<T>(string field, Func<T> parse)
+    {
+        try { return parse(); }
+        catch (UserErrorException e) when (e.Field is null) { throw new UserErrorException(e.Kind, e.Message) { Field = field }; }
+    }
 
     /// <summary>The native request as a job.</summary>
     public static GenerationJob ToJob(NativeGenerateRequest r) => new()
@@ -320,7 +353,8 @@ public static class NativeRoutes
                 var m => throw new UserErrorException($"masked_content must be fill, original, latent_noise or latent_nothing, got '{m}'") { Field = "masked_content" },
             },
         } : new InpaintSettings(),
-        Loras = r.Loras?.Select(l => new LoraUse(l.Name, l.Unet ?? 1, l.Te ?? l.Unet ?? 1)).ToList() ?? [],
+        Loras = r.Loras?.Select(ToUse).ToList() ?? [],
+        LoraMode = r.LoraMode is null ? LoraMode.Auto : Field("lora_mode", () => LoraModes.Parse(r.LoraMode)),
         KnownLoraHashes = r.KnownLoraHashes,
         PromptStyle = r.PromptStyle?.ToLowerInvariant() switch
         {

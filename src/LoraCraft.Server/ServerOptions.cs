@@ -31,4 +31,8 @@ public sealed record ServerOptions
     /// <summary>Free memory the memory check sees (tests substitute it).</summary>
     public Func<long>? AvailableMemory { get; init; }
     public string Version { get; init; } = "loracraft 0.1.0";
+    /// <summary>Civitai / Hugging Face base URLs and tokens for the LoRA downloads (null: the real sites, tokens from the environment).</summary>
+    public Lora.Hub.HubOptions? Hub { get; init; }
+    /// <summary>Whether `POST /api/v1/lora/get` may download from any http(s) URL (default: Civitai and Hugging Face only).</summary>
+    public bool HubAllowUrls { get; init; }
 }

@@ -6,11 +6,12 @@ namespace LoraCraft.Cli.Commands;
 /// <summary>`loracraft serve`: the web server (native API, A1111 API, web UI) until Ctrl-C.</summary>
 public static class ServeCommand
 {
-    public static readonly string[] Flags = ["demo", "quiet"];
+    public static readonly string[] Flags = ["demo", "quiet", "allow-url-downloads"];
     public static readonly string[] Options =
     [
         "host", "port", "ckpt-dir", "lora-dir", "embeddings-dir", "outputs", "data-dir", "dtype", "threads", "device", "queue-limit",
         "api-auth", "cors-allow-origin", "max-models", "max-body-mb", "comfy-frontend", "train-dir",
+        "civitai-url", "hf-url",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken stop)
@@ -36,6 +37,8 @@ public static class ServeCommand
             CorsOrigins = a.Get("cors-allow-origin")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
             MaxBodyBytes = (long)a.GetInt("max-body-mb", 50) << 20, ComfyFrontendDir = a.Get("comfy-frontend"),
             Version = GenerateCommand.Version,
+            // LoRA downloads: base URLs here, tokens only from the environment (CIVITAI_TOKEN, HF_TOKEN)
+            Hub = HubArgs.Urls(a), HubAllowUrls = a.Flag("allow-url-downloads"),
         };
         if (options.MaxModels < 1) throw new UserErrorException($"--max-models must be 1 or more, got {options.MaxModels}");
         if (options.ComfyFrontendDir is { } dir && !File.Exists(Path.Combine(dir, "index.html")))

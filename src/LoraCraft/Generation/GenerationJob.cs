@@ -20,6 +20,8 @@ public sealed record LoraUse(string Name, double UNet = 1, double TextEncoder = 
     public string? UNetSchedule { get; init; }
     /// <summary>Text-encoder strength as keyframes (the text is encoded once: the value at step 0 is used).</summary>
     public string? TextEncoderSchedule { get; init; }
+    /// <summary>Per-block weights (`lbw=` text or the structured form); null: 1 everywhere.</summary>
+    public Lora.LoraBlockWeights? Blocks { get; init; }
 }
 
 /// <summary>A1111's "masked content" for inpainting (`inpainting_fill`).</summary>

@@ -260,6 +260,7 @@ public sealed class GenerationService : IDisposable
         {
             UNetSchedule = l.UNetSchedule is { } u ? StrengthSchedule.Parse(u, where) : null,
             TextEncoderSchedule = l.TextEncoderSchedule is { } t ? StrengthSchedule.Parse(t, where) : null,
+            Blocks = l.Blocks,
         };
     }
 

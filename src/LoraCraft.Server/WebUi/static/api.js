@@ -106,3 +106,10 @@ export async function run(request, on = {}) {
   if (end.type === "cancelled") throw new Error("cancelled");
   return end.data;
 }
+
+// Getting LoRAs from Civitai / Hugging Face (hub.js): get and fetch-info are jobs, followed by their events.
+export const hubGet = (urlOrId, name, force) => call("POST", "/lora/get", { url_or_id: urlOrId, name: name || null, force: !!force });
+export const hubFetchInfo = (names, force) => call("POST", "/lora/fetch-info", { names: names ?? null, force: !!force });
+export const hubSearch = (q, base, source) =>
+  call("GET", `/lora/search?q=${enc(q)}${base ? `&base=${enc(base)}` : ""}${source ? `&source=${enc(source)}` : ""}`);
+export const jobEventsUrl = (id) => `${base}/jobs/${enc(id)}/events`;

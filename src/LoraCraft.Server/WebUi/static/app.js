@@ -11,6 +11,7 @@ import * as history from "./history.js";
 import "./pnginfo.js";
 import "./train.js";
 import "./tools.js";
+import "./hub.js";
 import { append, attachHighlight, setText } from "./prompt.js";
 import { $, checkpoints, el, emit, notice } from "./ui.js";
 

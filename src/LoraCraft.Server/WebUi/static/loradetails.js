@@ -9,6 +9,10 @@ import { $, el, emit, notice } from "./ui.js";
 const dialog = $("lora-dialog");
 let current = null;
 
+const typeNames = { lora: "LoRA", locon: "LoCon", loha: "LoHa", lokr: "LoKr", ia3: "(IA)³", full: "full diff", norm: "norm", glora: "GLoRA", oft: "OFT", boft: "BOFT" };
+/** The adapter type as people write it: LoRA, LoCon, LoHa, LoKr, (IA)³, OFT … with "+DoRA" when it carries magnitudes. */
+export const typeLabel = (l) => (typeNames[l.algorithm] ?? l.algorithm ?? "?") + (l.dora ? "+DoRA" : "");
+
 const label = (f) => ({ sd1: "SD1", sd2: "SD2", sdxl: "SDXL" })[f] ?? "unknown";
 
 /** Metadata keys in the order a reader wants them: modelspec.*, then ss_*, then the rest. */
@@ -19,7 +23,9 @@ function ordered(metadata) {
 
 function summary(l) {
   const facts = [
-    ["File", l.file], ["Family", label(l.family)], ["Algorithm", l.algorithm], ["Rank", l.rank], ["Alpha", l.alpha],
+    ["File", l.file], ["Family", label(l.family)], ["Type", typeLabel(l)],
+    ["Modules by type", l.algorithms && Object.keys(l.algorithms).length > 1 ? Object.entries(l.algorithms).map(([a, n]) => `${n} ${a}`).join(", ") : null],
+    ["Rank", l.rank], ["Alpha", l.alpha],
     ["Modules", l.modules ? `UNet ${l.modules.u_net ?? l.modules.unet ?? 0}, text encoder ${(l.modules.text_encoder1 ?? 0) + (l.modules.text_encoder2 ?? 0)}` : null],
     ["Hash", l.hash], ["Trigger words", (l.triggers ?? []).join(", ") || null], ["Title", l.title], ["Base model", l.base_model],
   ].filter(([, v]) => v !== null && v !== undefined && v !== "");

@@ -4,7 +4,7 @@
 // `<lora:NAME:W>` and the activation text into the prompt; a second click takes them out.
 
 import * as api from "./api.js";
-import { openDetails } from "./loradetails.js";
+import { openDetails, typeLabel } from "./loradetails.js";
 import { hasLora, setText, toggleLora } from "./prompt.js";
 import { $, currentCheckpoint, el, emit, notice, on } from "./ui.js";
 
@@ -66,7 +66,7 @@ function card(l) {
   const facts = el("div", { class: "facts" },
     el("span", { class: `badge ${family}`, title: "base model family" }, familyLabel(l.family)),
     l.rank ? el("span", {}, `rank ${l.rank}`) : null,
-    l.algorithm && l.algorithm !== "lora" ? el("span", {}, l.algorithm) : null,
+    l.algorithm ? el("span", { class: "type", title: "adapter type" }, typeLabel(l)) : null,
     l.error ? el("span", { class: "warning" }, "unreadable") : null);
   const triggers = (l.triggers ?? []).slice(0, 4).join(", ");
   const pick = el("button", {

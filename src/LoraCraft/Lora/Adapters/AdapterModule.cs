@@ -47,6 +47,14 @@ public abstract class AdapterModule : IDisposable
     /// update depends on it ((IA)³, GLoRA, OFT, BOFT), as A1111 and ComfyUI do when stacking.
     /// </summary>
     protected abstract Tensor Delta(Tensor weight, int? dynRank);
+    // Delta's result must be a tensor of its own: DeltaAt scales it in place.
+
+    /// <summary>A stored tensor in float32 on <paramref name="like"/>'s device, never the stored tensor itself (callers scale it in place).</summary>
+    protected static Tensor OwnFloat32(Tensor stored, Tensor like)
+    {
+        bool already = stored.dtype == ScalarType.Float32 && stored.device_type == like.device_type && stored.device_index == like.device_index;
+        return already ? stored.clone() : stored.to(ScalarType.Float32, like.device);
+    }
 
     /// <summary>The update at <paramref name="strength"/>; linear in it except where a type says otherwise (BOFT).</summary>
     protected virtual Tensor DeltaAt(Tensor weight, double strength, int? dynRank) => Delta(weight, dynRank).MulInPlace(strength);

@@ -27,7 +27,7 @@ public sealed class FullDiffAdapter : AdapterModule
         && (DiffBias is null || biasShape is not null && DiffBias.numel() == Numel(biasShape));
 
     protected override Tensor Delta(Tensor weight, int? dynRank) =>
-        Diff is null ? zeros_like(weight) : Diff.to(ScalarType.Float32, weight.device).reshape(weight.shape);
+        Diff is null ? zeros_like(weight) : OwnFloat32(Diff, weight).reshape(weight.shape);
 
     protected override void AddScaledDelta(Tensor weight, double strength, int? dynRank)
     {

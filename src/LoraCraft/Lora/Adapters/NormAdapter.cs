@@ -26,7 +26,7 @@ public sealed class NormAdapter : AdapterModule
         weightShape.Length == 1 && WeightDiff.numel() == weightShape[0]
         && (BiasDiff is null || biasShape is not null && BiasDiff.numel() == Numel(biasShape));
 
-    protected override Tensor Delta(Tensor weight, int? dynRank) => WeightDiff.to(ScalarType.Float32, weight.device).reshape(weight.shape);
+    protected override Tensor Delta(Tensor weight, int? dynRank) => OwnFloat32(WeightDiff, weight).reshape(weight.shape);
 
     public override BypassBranch CreateBypass(AdaptableLayer layer, Func<Tensor> original, int? dynRank) =>
         throw new InvalidOperationException("norm adapters are merged, never bypassed");
