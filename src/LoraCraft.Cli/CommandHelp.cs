@@ -164,6 +164,28 @@ public static class CommandHelp
             Accepted and ignored: --v2 (the family is read from the file) --xformers --sdpa --mem-eff-attn --lowram --highvram --persistent-data-loader-workers
             --max-data-loader-n-workers --logging-dir --log-with --log-prefix --log-tracker-name
             """,
+        "serve" => """
+            loracraft serve [--demo] [--host H] [--port N] [--ckpt-dir DIR] [--lora-dir DIR] [--embeddings-dir DIR]
+                            [--outputs DIR] [--data-dir DIR] [--api-auth U:P[,U:P]] [--cors-allow-origin O,...]
+                            [--queue-limit N] [--max-models N] [--max-body-mb N] [--comfy-frontend DIR]
+                            [--dtype fp32|bf16] [--threads N] [--device cpu|cuda] [--queue redis://...]
+              --queue redis://[[USER]:PASSWORD@]HOST:PORT[/DB][?ssl=true&prefix=NAME]   (rediss:// = TLS)
+                                      generations from every API go to Redis; 'loracraft worker' processes
+                                      (any number, any machine) run them. Without it: this process runs them.
+                                      Keep Redis private (bind to a private network, set a password).
+            """,
+        "worker" => """
+            loracraft worker --queue redis://... [--ckpt-dir DIR] [--lora-dir DIR] [--embeddings-dir DIR] [--name NAME]
+                             [--dtype fp32|bf16] [--threads N] [--device cpu|cuda] [--max-models N]
+                             [--claim-timeout S] [--max-wait S] [--max-jobs N]
+              Takes the jobs of a 'loracraft serve --queue' front end from Redis and runs them until Ctrl-C.
+              --name NAME             this worker's name in the consumer group (HOST-PID)
+              --claim-timeout S (30)  a job whose worker sent no heartbeat for S seconds is run again by another
+              --max-wait S (60)       affinity's bound: a worker prefers jobs for the checkpoint and LoRA set it
+                                      has loaded, but takes the oldest job once it waited S seconds (0: oldest first)
+              --max-jobs N            stop after N jobs (tests, batch runs)
+              The folders must hold the front end's checkpoints and LoRAs under the same names.
+            """,
         "tokenize" => "loracraft tokenize --tokenizer DIR [--json] TEXT\n  CLIP ids, start and end tokens included, no padding.",
         "tokenizer" => "loracraft tokenizer download [--to DIR] [--base-url URL]\n  Fetches openai/clip-vit-large-patch14's vocab.json and merges.txt (default: the Hugging Face cache).",
         "inspect" => "loracraft inspect FILE [--json]\n  Tensors, parameters, dtypes, metadata and (for a checkpoint) family and inpainting.",
