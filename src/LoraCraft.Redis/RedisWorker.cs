@@ -96,7 +96,7 @@ public sealed class RedisWorker : IDisposable
 
     Taken? Next()
     {
-        var streams = Db.SetMembers(_keys.Queues).Select(v => (RedisKey)v.ToString()).Order().ToArray();
+        var streams = Db.SetMembers(_keys.Queues).Select(v => v.ToString()).Order(StringComparer.Ordinal).Select(k => (RedisKey)k).ToArray();
         if (streams.Length == 0) return null;
         var claimed = Db.ScriptEvaluate(RedisScripts.Reclaim, streams,
             [RedisKeys.Group, Options.Name, (long)Options.ClaimTimeout.TotalMilliseconds]);
