@@ -60,14 +60,19 @@ public static class CommandHelp
                             [--dtype fp32|bf16|auto] [--threads N] [--device cpu|cuda|auto]
                             [--queue-limit N (64)] [--max-models N (1)] [--max-body-mb N (50)]
                             [--api-auth USER:PASS[,USER:PASS]] [--cors-allow-origin ORIGIN[,ORIGIN]]
-                            [--comfy-frontend DIR] [--civitai-url URL] [--hf-url URL] [--allow-url-downloads] [--quiet]
+                            [--comfy-frontend DIR] [--civitai-url URL] [--hf-url URL] [--allow-url-downloads]
+                            [--train-dir DIR (DATA-DIR/train)] [--queue redis://...] [--quiet]
             The web UI at /, the native API at /api/v1 (OpenAPI: /openapi/v1.json), AUTOMATIC1111's API at
             /sdapi/v1, ComfyUI's API at / and /api (websocket /ws); with --comfy-frontend, ComfyUI's editor
             at /comfy/. --demo serves tiny random models and LoRAs (offline). Ctrl-C stops it.
             LoRA downloads (/api/v1/lora/get, the LoRA tab) go to --civitai-url / --hf-url (default: the sites)
             with the tokens in CIVITAI_TOKEN / HF_TOKEN; plain URLs only with --allow-url-downloads.
             Folders default to ./models/Stable-diffusion (or ./models/checkpoints), ./models/Lora,
-            ./models/embeddings.
+            ./models/embeddings; training data (the Train tab, /api/v1/train) comes from --train-dir.
+              --queue redis://[[USER]:PASSWORD@]HOST:PORT[/DB][?ssl=true&prefix=NAME]   (rediss:// = TLS)
+                                      generations from every API go to Redis; 'loracraft worker' processes
+                                      (any number, any machine) run them. Without it: this process runs them.
+                                      Keep Redis private (bind to a private network, set a password).
             """,
         "make-model" => """
             loracraft make-model --family sd15|sd15-inpaint|sd2|sdxl --size full|tiny [--seed N] --out FILE
@@ -179,6 +184,18 @@ public static class CommandHelp
                        (--chart-every N steps *, 10); Ctrl-C saves NAME-stepNNNNNNNN-state to resume from
             Accepted and ignored: --v2 (the family is read from the file) --xformers --sdpa --mem-eff-attn --lowram --highvram --persistent-data-loader-workers
             --max-data-loader-n-workers --logging-dir --log-with --log-prefix --log-tracker-name
+            """,
+        "worker" => """
+            loracraft worker --queue redis://... [--ckpt-dir DIR] [--lora-dir DIR] [--embeddings-dir DIR] [--name NAME]
+                             [--dtype fp32|bf16] [--threads N] [--device cpu|cuda] [--max-models N]
+                             [--claim-timeout S] [--max-wait S] [--max-jobs N]
+              Takes the jobs of a 'loracraft serve --queue' front end from Redis and runs them until Ctrl-C.
+              --name NAME             this worker's name in the consumer group (HOST-PID)
+              --claim-timeout S (30)  a job whose worker sent no heartbeat for S seconds is run again by another
+              --max-wait S (60)       affinity's bound: a worker prefers jobs for the checkpoint and LoRA set it
+                                      has loaded, but takes the oldest job once it waited S seconds (0: oldest first)
+              --max-jobs N            stop after N jobs (tests, batch runs)
+              The folders must hold the front end's checkpoints and LoRAs under the same names.
             """,
         "tokenize" => "loracraft tokenize --tokenizer DIR [--json] TEXT\n  CLIP ids, start and end tokens included, no padding.",
         "tokenizer" => "loracraft tokenizer download [--to DIR] [--base-url URL]\n  Fetches openai/clip-vit-large-patch14's vocab.json and merges.txt (default: the Hugging Face cache).",

@@ -18,6 +18,9 @@ namespace LoraCraft.Cli
               tokenizer download [--to DIR] [--base-url URL]   fetch the CLIP vocabulary (default: HF cache)
               serve [--demo] [--host H] [--port N] [--ckpt-dir DIR] [--lora-dir DIR] [--api-auth U:P] ...
                                                        the web server: web UI, native, A1111 and ComfyUI APIs
+                                                       (--queue redis://HOST:PORT: generations on workers)
+              worker --queue redis://HOST:PORT --ckpt-dir DIR --lora-dir DIR [--name N] ...
+                                                       runs the jobs of a 'serve --queue' front end
               generate --model PATH --prompt TEXT --out FILE.png [options]
                                                        txt2img / img2img / inpainting (see README)
               png-info FILE                            generation parameters stored in a PNG
@@ -96,6 +99,7 @@ namespace LoraCraft.Cli
                     "tokenizer" => Commands.TokenizerCommand.Run(tail, stdout),
                     "generate" => RunCancellable(tail, stdout, stderr),
                     "serve" => RunUntilCtrlC(tail, stdout, stderr),
+                    "worker" => RunUntilCtrlC(tail, stdout, stderr, Commands.WorkerCommand.Run),
                     "train" => RunTraining(tail, stdout, stderr),
                     "png-info" => Commands.PngInfoCommand.Run(tail, stdout),
                     "bench" => Commands.BenchCommand.Run(tail, stdout, stderr),
@@ -124,13 +128,14 @@ namespace LoraCraft.Cli
         }
 
         /// <summary>The server runs until Ctrl-C (or SIGTERM), then stops cleanly.</summary>
-        static int RunUntilCtrlC(string[] tail, TextWriter stdout, TextWriter stderr)
+        static int RunUntilCtrlC(string[] tail, TextWriter stdout, TextWriter stderr,
+            Func<string[], TextWriter, TextWriter, CancellationToken, int>? command = null)
         {
             using var cts = new CancellationTokenSource();
             ConsoleCancelEventHandler handler = (_, e) => { e.Cancel = true; cts.Cancel(); };
             Console.CancelKeyPress += handler;
             using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
-            try { return Commands.ServeCommand.Run(tail, stdout, stderr, cts.Token); }
+            try { return (command ?? Commands.ServeCommand.Run)(tail, stdout, stderr, cts.Token); }
             finally { Console.CancelKeyPress -= handler; }
         }
 

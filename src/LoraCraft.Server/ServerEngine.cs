@@ -27,7 +27,8 @@ public sealed class ServerEngine : IDisposable
             Catalog = Catalog, AllowPaths = false, LoraDir = options.LoraDir, EmbeddingsDir = options.EmbeddingsDir,
             Hashes = Hashes, Version = options.Version, AvailableMemory = options.AvailableMemory ?? Runtime.SystemMemory.AvailableBytes,
         }, Models);
-        Queue = new JobQueue(new JobQueueOptions { Limit = options.QueueLimit, Workers = 1 });
+        var queue = new JobQueueOptions { Limit = options.QueueLimit, Workers = 1 };
+        Queue = options.QueueTransport is { } transport ? new RemoteJobQueue(transport, queue) : new JobQueue(queue);
         Outputs = new OutputStore(options.OutputsDir);
     }
 
@@ -37,7 +38,8 @@ public sealed class ServerEngine : IDisposable
     public ModelCache Models { get; }
     public GenerationService Service { get; }
     public LoraLibrary Loras => Service.Loras;
-    public JobQueue Queue { get; }
+    /// <summary>In-process worker threads, or workers elsewhere when <see cref="ServerOptions.QueueTransport"/> is set.</summary>
+    public IJobQueue Queue { get; }
     public OutputStore Outputs { get; }
 
     /// <summary>
@@ -74,15 +76,15 @@ public sealed class ServerEngine : IDisposable
         job = job with { Model = string.IsNullOrEmpty(job.Model) ? CurrentModel.Name : job.Model };
         GenerationService.Validate(job);
         CheckSizes(job);
-        Service.ResolveModel(job.Model); // an unknown model or LoRA is a 4xx now, not a failed job later
+        // an unknown model or LoRA is a 4xx now, not a failed job later; workers get the catalog's name
+        job = job with { Model = Service.ResolveModel(job.Model).Name };
         Service.CheckLoras(job);
-        return Queue.Submit("generate", request ?? job, ctx =>
+        return Queue.SubmitGeneration(job, Service.Run, output =>
         {
-            var output = Service.Run(job, ctx);
             if (saveAs is null) return new ServerResult(output, []);
             var saved = output.Images.Select(i => Outputs.Save(saveAs, i.Png, i.Seed)).ToList();
             return new ServerResult(output, saved);
-        }, owner, id);
+        }, request, owner, id);
     }
 
     void CheckSizes(GenerationJob job)

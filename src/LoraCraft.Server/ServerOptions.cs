@@ -18,6 +18,8 @@ public sealed record ServerOptions
     public TorchSharp.torch.ScalarType DType { get; init; } = TorchSharp.torch.ScalarType.Float32;
     public TorchSharp.torch.Device? Device { get; init; }
     public int QueueLimit { get; init; } = 64;
+    /// <summary>Where generations run when not here: workers behind a shared queue (Redis); null: this process.</summary>
+    public LoraCraft.Generation.IJobTransport? QueueTransport { get; init; }
     public int MaxModels { get; init; } = 1;
     /// <summary>HTTP Basic credentials; empty: no authentication.</summary>
     public IReadOnlyList<(string User, string Password)> Auth { get; init; } = [];

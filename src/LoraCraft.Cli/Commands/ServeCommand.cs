@@ -11,7 +11,7 @@ public static class ServeCommand
     [
         "host", "port", "ckpt-dir", "lora-dir", "embeddings-dir", "outputs", "data-dir", "dtype", "threads", "device", "queue-limit",
         "api-auth", "cors-allow-origin", "max-models", "max-body-mb", "comfy-frontend", "train-dir",
-        "civitai-url", "hf-url",
+        "civitai-url", "hf-url", "queue",
     ];
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken stop)
@@ -44,6 +44,13 @@ public static class ServeCommand
         if (options.ComfyFrontendDir is { } dir && !File.Exists(Path.Combine(dir, "index.html")))
             throw new UserErrorException($"--comfy-frontend {dir}: no index.html there (give the frontend's built folder, e.g. the wheel's static/)");
         Runtime.Compute.SetThreads(a.Get("threads") is null ? null : a.GetInt("threads", 0));
+        // --queue redis://…: generations go to workers (loracraft worker) through Redis
+        using var transport = a.Get("queue") is { } queue ? new Redis.RedisJobTransport(Redis.RedisQueueAddress.Parse(queue)) : null;
+        if (transport is not null)
+        {
+            options = options with { QueueTransport = transport };
+            stderr.WriteLine($"generations go to the workers of {transport.Describe}");
+        }
         try
         {
             LoraServer.RunAsync(options, stderr, stop).GetAwaiter().GetResult();

@@ -18,8 +18,20 @@ public sealed class JobContext(string id, Action<JobEvent>? sink = null, Cancell
     public void Note(string text) => Report(new JobMessage(Id, text, Warning: false));
     public void Warn(string text) => Report(new JobMessage(Id, text, Warning: true));
 
-    public void Interrupt() => Interlocked.Exchange(ref _interrupted, 1);
-    public void Skip() => Interlocked.Increment(ref _skipRequests);
+    public void Interrupt()
+    {
+        Interlocked.Exchange(ref _interrupted, 1);
+        Forward?.Invoke(JobControl.Interrupt);
+    }
+
+    public void Skip()
+    {
+        Interlocked.Increment(ref _skipRequests);
+        Forward?.Invoke(JobControl.Skip);
+    }
+
+    /// <summary>Where the controls also go when the work runs elsewhere (a worker on another machine).</summary>
+    internal Action<JobControl>? Forward { get; set; }
 
     /// <summary>Whether the current image should stop now (consumes one skip request).</summary>
     public bool StopCurrentImage()
@@ -33,3 +45,6 @@ public sealed class JobContext(string id, Action<JobEvent>? sink = null, Cancell
         return false;
     }
 }
+
+/// <summary>A user's control of a running job, as sent to wherever it runs.</summary>
+public enum JobControl { Cancel, Interrupt, Skip }

@@ -137,7 +137,7 @@ public sealed record JobQueueOptions
 /// threads only enqueue and observe. Cancel removes a waiting job or stops a running one at its
 /// next step; interrupt and skip are A1111's (see <see cref="JobContext"/>).
 /// </summary>
-public sealed class JobQueue : IDisposable
+public sealed class JobQueue : IJobQueue
 {
     readonly object _lock = new();
     readonly LinkedList<Job> _pending = new();
@@ -184,6 +184,10 @@ public sealed class JobQueue : IDisposable
         _available.Release();
         return job;
     }
+
+    public Job SubmitGeneration(GenerationJob job, Func<GenerationJob, JobContext, GenerationOutput> run, Func<GenerationOutput, object?> finish,
+        object? request = null, string? owner = null, string? id = null) =>
+        Submit("generate", request ?? job, ctx => finish(run(job, ctx)), owner, id);
 
     public Job? Get(string id)
     {

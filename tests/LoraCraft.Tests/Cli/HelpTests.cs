@@ -21,6 +21,8 @@ public class HelpTests
     [InlineData("prompt", "prompt schedule")]
     [InlineData("debug", "debug noise")]
     [InlineData("embeddings", "embeddings list")]
+    [InlineData("worker", "--claim-timeout")]
+    [InlineData("serve", "--queue redis://")]
     public void CommandHelpIsPrintedForThatCommand(string command, string expected)
     {
         var stdout = new StringWriter();
