@@ -150,7 +150,7 @@ public sealed class WebUiServer : IAsyncLifetime
 
     static void CopyDir(string from, string to)
     {
-        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        foreach (var file in Directory.EnumerateFiles(from, "*.*", SearchOption.AllDirectories))
             Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
     }
 
