@@ -67,16 +67,7 @@ public sealed class CheckpointStructure
     {
         using var scope = NewDisposeScope();
         var t = file.Load(recipe.SourceKey, ScalarType.Float32);
-        t = recipe.Transform switch
-        {
-            WeightTransform.None => t,
-            WeightTransform.Transpose => t.t(),
-            WeightTransform.ThirdQ => t.chunk(3, 0)[0],
-            WeightTransform.ThirdK => t.chunk(3, 0)[1],
-            WeightTransform.ThirdV => t.chunk(3, 0)[2],
-            WeightTransform.LinearToConv1x1 => t.dim() == 2 ? t.unsqueeze(-1).unsqueeze(-1) : t,
-            _ => throw new ArgumentOutOfRangeException(nameof(recipe)),
-        };
+        t = recipe.Apply(t);
         return t.contiguous().MoveToOuterDisposeScope();
     }
 }

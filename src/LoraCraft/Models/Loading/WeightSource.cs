@@ -16,7 +16,20 @@ public enum WeightTransform
     LinearToConv1x1,
 }
 
-public sealed record WeightRecipe(string SourceKey, WeightTransform Transform = WeightTransform.None);
+public sealed record WeightRecipe(string SourceKey, WeightTransform Transform = WeightTransform.None)
+{
+    /// <summary>The stored tensor <paramref name="t"/> as our weight (a view where the transform allows).</summary>
+    public Tensor Apply(Tensor t) => Transform switch
+    {
+        WeightTransform.None => t,
+        WeightTransform.Transpose => t.t(),
+        WeightTransform.ThirdQ => t.chunk(3, 0)[0],
+        WeightTransform.ThirdK => t.chunk(3, 0)[1],
+        WeightTransform.ThirdV => t.chunk(3, 0)[2],
+        WeightTransform.LinearToConv1x1 => t.dim() == 2 ? t.unsqueeze(-1).unsqueeze(-1) : t,
+        _ => throw new ArgumentOutOfRangeException(nameof(Transform)),
+    };
+}
 
 /// <summary>
 /// Where the weights of one network come from: a safetensors file plus, for each of our
@@ -49,16 +62,7 @@ public sealed class WeightSource
     {
         using var scope = NewDisposeScope();
         var t = _file.Load(recipe.SourceKey);
-        t = recipe.Transform switch
-        {
-            WeightTransform.None => t,
-            WeightTransform.Transpose => t.t(),
-            WeightTransform.ThirdQ => t.chunk(3, 0)[0],
-            WeightTransform.ThirdK => t.chunk(3, 0)[1],
-            WeightTransform.ThirdV => t.chunk(3, 0)[2],
-            WeightTransform.LinearToConv1x1 => t.dim() == 2 ? t.unsqueeze(-1).unsqueeze(-1) : t,
-            _ => throw new ArgumentOutOfRangeException(nameof(recipe)),
-        };
+        t = recipe.Apply(t);
         var result = t.to(dtype).contiguous();
         // Reduced-precision kernels are stored channels-last, oneDNN's fastest layout on CPU.
         // float32 is the reference path and keeps the reference's layout (and so its rounding).
