@@ -97,9 +97,17 @@ public sealed class ServerSecurityTests(GuardedServer guarded) : IClassFixture<G
     public async Task BodiesAndImagesAreBounded()
     {
         using var c = Client("alice", "s3cret");
-        var big = new string('A', 2 << 20);
-        using var r = await c.PostAsync("/sdapi/v1/txt2img", new StringContent($"{{\"prompt\":\"{big}\"}}", Encoding.UTF8, "application/json"));
+        var big = new string('A', 16 << 20);
+        // The server answers 413 from the Content-Length alone and then closes the connection; a client
+        // that streams the whole body first can meet a broken pipe instead of the answer. Clients that
+        // send large bodies ask "Expect: 100-continue" and wait for the verdict, as this one does.
+        using var waiting = new HttpClient(new SocketsHttpHandler { Expect100ContinueTimeout = TimeSpan.FromMinutes(2) }) { BaseAddress = new Uri(S.BaseUrl), Timeout = TimeSpan.FromMinutes(5) };
+        waiting.DefaultRequestHeaders.Authorization = c.DefaultRequestHeaders.Authorization;
+        using var oversized = new HttpRequestMessage(HttpMethod.Post, "/sdapi/v1/txt2img") { Content = new StringContent($"{{\"prompt\":\"{big}\"}}", Encoding.UTF8, "application/json") };
+        oversized.Headers.ExpectContinue = true;
+        using var r = await waiting.SendAsync(oversized);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, r.StatusCode);
+        Assert.Contains("the limit is", await r.Content.ReadAsStringAsync());
         using var wide = await c.PostAsJsonAsync("/sdapi/v1/txt2img", new { prompt = "x", width = 512, height = 64, steps = 1 });
         Assert.Equal(HttpStatusCode.BadRequest, wide.StatusCode);
         Assert.Contains("at most 256", await wide.Content.ReadAsStringAsync());
