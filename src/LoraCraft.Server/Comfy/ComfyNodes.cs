@@ -6,5 +6,5 @@ namespace LoraCraft.Server.Comfy;
 public static class ComfyNodes
 {
     public static IEnumerable<NodeDefinition> All(ComfyEnvironment env) =>
-        ModelNodes.All(env).Concat(LatentNodes.All(env)).Concat(ImageNodes.All(env)).Concat(InpaintCropNodes.All(env));
+        ModelNodes.All(env).Concat(ConditioningNodes.All(env)).Concat(HookNodes.All(env)).Concat(LatentNodes.All(env)).Concat(ImageNodes.All(env)).Concat(InpaintCropNodes.All(env));
 }

@@ -20,32 +20,60 @@ public static class ValueHandles
 /// <summary>MODEL: a checkpoint's UNet with the LoRAs applied to it (UNet strengths).</summary>
 public sealed record ModelValue(CheckpointEntry Entry, IReadOnlyList<SelectedLora> Loras);
 
-/// <summary>CLIP: a checkpoint's text encoder, its LoRAs (text-encoder strengths) and A1111-style clip skip (1 = last layer).</summary>
-public sealed record ClipValue(CheckpointEntry Entry, IReadOnlyList<SelectedLora> Loras, int ClipSkip);
+/// <summary>
+/// CLIP: a checkpoint's text encoder, its LoRAs (text-encoder strengths) and A1111-style clip skip
+/// (1 = last layer); with SetClipHooks, hooks whose LoRAs it encodes with (at their CLIP
+/// strengths, per keyframe range when <see cref="ScheduleClip"/>), attached to what it encodes when <see cref="HooksToConds"/>.
+/// </summary>
+public sealed record ClipValue(CheckpointEntry Entry, IReadOnlyList<SelectedLora> Loras, int ClipSkip)
+{
+    public HookGroup? Hooks { get; init; }
+    public bool HooksToConds { get; init; } = true;
+    public bool ScheduleClip { get; init; }
+}
 
 /// <summary>VAE: the checkpoint's VAE.</summary>
 public sealed record VaeValue(CheckpointEntry Entry);
 
-/// <summary>One conditioning of a CONDITIONING list, with the inpainting model's extra input when set.</summary>
-public sealed class ConditioningEntry(Text.Conditioning conditioning, InpaintConcat? concat = null) : IDisposable
+/// <summary>
+/// One conditioning of a CONDITIONING list: the encoding with the properties ComfyUI keeps beside
+/// it (mask, strength, timestep range, hooks, default; see <see cref="GuidedCondition"/>) and the
+/// inpainting model's extra input when set. The entry owns its tensors' handles.
+/// </summary>
+public sealed class ConditioningEntry(GuidedCondition condition, InpaintConcat? concat = null) : IDisposable
 {
-    public Text.Conditioning Conditioning { get; } = conditioning;
+    public ConditioningEntry(Text.Conditioning conditioning, InpaintConcat? concat = null) : this(new GuidedCondition(conditioning), concat) { }
+
+    public GuidedCondition Condition { get; } = condition;
+    public Text.Conditioning Conditioning => Condition.Conditioning;
     public InpaintConcat? Concat { get; } = concat;
 
-    /// <summary>A copy with handles of its own (same storage).</summary>
-    public ConditioningEntry Alias(InpaintConcat? concat = null) =>
-        new(new Text.Conditioning(Conditioning.Context.Handle(), Conditioning.Pooled?.Handle()),
-            concat ?? (Concat is null ? null : new InpaintConcat(Concat.Mask.Handle(), Concat.MaskedLatent.Handle())));
+    /// <summary>
+    /// A copy with handles of its own (same storage): <paramref name="concat"/> replaces the
+    /// inpainting input, <paramref name="mask"/> (a handle the copy takes over) the mask, and
+    /// <paramref name="change"/> the other properties.
+    /// </summary>
+    public ConditioningEntry Alias(InpaintConcat? concat = null, Func<GuidedCondition, GuidedCondition>? change = null, Tensor? mask = null)
+    {
+        var c = Condition with
+        {
+            Conditioning = new Text.Conditioning(Conditioning.Context.Handle(), Conditioning.Pooled?.Handle()),
+            Mask = mask ?? Condition.Mask?.Handle(),
+        };
+        if (change is not null) c = change(c);
+        return new(c, concat ?? (Concat is null ? null : new InpaintConcat(Concat.Mask.Handle(), Concat.MaskedLatent.Handle())));
+    }
 
     public void Dispose()
     {
         Conditioning.Dispose();
+        Condition.Mask?.Dispose();
         Concat?.Mask.Dispose();
         Concat?.MaskedLatent.Dispose();
     }
 }
 
-/// <summary>CONDITIONING: ComfyUI's list of conditionings (several after Conditioning (Combine): their predictions are averaged).</summary>
+/// <summary>CONDITIONING: ComfyUI's list of conditionings (several after Conditioning (Combine): their predictions are averaged, weighted by their masks and strengths).</summary>
 public sealed class ConditioningValue(IReadOnlyList<ConditioningEntry> entries) : IDisposable
 {
     public IReadOnlyList<ConditioningEntry> Entries { get; } = entries;
@@ -97,3 +125,9 @@ public sealed class StitcherValue(IReadOnlyList<CropState> crops) : IDisposable
         foreach (var c in Crops) c.Dispose();
     }
 }
+
+/// <summary>HOOK_KEYFRAMES: a hook strength schedule.</summary>
+public sealed record HookKeyframesValue(HookKeyframes Keyframes);
+
+/// <summary>TIMESTEPS_RANGE: a part of the sampling run, as fractions (0 = start).</summary>
+public sealed record TimestepsRange(double Start, double End);

@@ -206,29 +206,36 @@ public sealed class GenerationService : IDisposable
     /// </summary>
     /// <param name="mode">merged, bypass, or auto (bypass only for the UNet part of scheduled LoRAs)</param>
     /// <param name="steps">sampling steps, for the strengths of step 0 of scheduled LoRAs (<see cref="LoraScope.Run"/> moves them)</param>
+    /// <param name="hooks">ComfyUI hook LoRAs: planned and attached to the UNet at strength 0, moved by <see cref="LoraRun.SetHookStrengths"/> (a <see cref="HookRun"/>)</param>
     public LoraScope UseLoras(LoadedModel loaded, IReadOnlyList<SelectedLora> selected, Action<string>? warn = null,
-                              LoraMode mode = LoraMode.Auto, int steps = 1)
+                              LoraMode mode = LoraMode.Auto, int steps = 1, IReadOnlyList<SelectedLora>? hooks = null)
     {
         var fileLeases = new List<LoraFileLease>();
         try
         {
             var scheduled = new List<ScheduledLora>();
             var applied = new List<AppliedLora>();
-            foreach (var s in selected)
+            LoraPlan Plan(SelectedLora s)
             {
                 var fileLease = _loraFiles.Acquire(s.Path);
                 fileLeases.Add(fileLease);
                 var plan = loaded.Plan(fileLease.File);
-                scheduled.Add(new ScheduledLora(s.Tag, new LoraApplication(plan, s.Tag.UNet, s.Tag.TextEncoder, s.Tag.DynRank)));
-                applied.Add(new AppliedLora(s.Name, s.Path, s.Tag.UNet, s.Tag.TextEncoder, plan.Matched.Count, plan.Unmatched.Count) { Algorithm = plan.File.Algorithm.Id() });
                 // a partial fit is worth knowing even when progress is quiet
                 if (plan.Unmatched.Count > 0)
                     warn?.Invoke($"LoRA {s.Name}: {plan.Unmatched.Count} keys match no layer of this model (e.g. {string.Join(", ", plan.Unmatched.Take(3))})");
+                return plan;
             }
+            foreach (var s in selected)
+            {
+                var plan = Plan(s);
+                scheduled.Add(new ScheduledLora(s.Tag, new LoraApplication(plan, s.Tag.UNet, s.Tag.TextEncoder, s.Tag.DynRank)));
+                applied.Add(new AppliedLora(s.Name, s.Path, s.Tag.UNet, s.Tag.TextEncoder, plan.Matched.Count, plan.Unmatched.Count) { Algorithm = plan.File.Algorithm.Id() });
+            }
+            var hookApps = (hooks ?? []).Select(h => new LoraApplication(Plan(h), 0, 0, h.Tag.DynRank)).ToList();
             var hold = loaded.Hold();
             try
             {
-                var run = new LoraRun(hold.Apply, scheduled, mode);
+                var run = new LoraRun(hold.Apply, scheduled, mode, hookApps);
                 run.Start(steps);
                 return new LoraScope(applied, hold, fileLeases, run);
             }

@@ -31,14 +31,22 @@ public sealed record ScheduledLora(LoraTag Tag, LoraApplication Application);
 /// re-merging only the weights whose strength changed, or just setting bypass branches'
 /// strengths. Give <see cref="BeforeModelCall"/> to the sampler context when <see cref="Scheduled"/>.
 /// </summary>
-public sealed class LoraRun(Func<IReadOnlyList<LoraApplication>, int> apply, IReadOnlyList<ScheduledLora> loras, LoraMode mode = LoraMode.Auto)
+/// <param name="hooks">
+/// ComfyUI hook LoRAs (see <see cref="HookRun"/>): on the UNet only, at strengths set by
+/// <see cref="SetHookStrengths"/> (0 at first), beside the layers unless merging was asked
+/// </param>
+public sealed class LoraRun(Func<IReadOnlyList<LoraApplication>, int> apply, IReadOnlyList<ScheduledLora> loras, LoraMode mode = LoraMode.Auto,
+                            IReadOnlyList<LoraApplication>? hooks = null)
 {
     public LoraRun(LoraPatcher patcher, IReadOnlyList<ScheduledLora> loras, LoraMode mode = LoraMode.Auto)
         : this(patcher.Apply, loras, mode) { }
 
     double[]? _applied;
+    readonly double[] _hookStrengths = new double[hooks?.Count ?? 0];
+    int _step, _steps = 1;
 
     public bool Scheduled => loras.Any(l => l.Tag.Scheduled);
+    public int HookCount => _hookStrengths.Length;
 
     /// <summary>Applies step 0's strengths; returns how many weights or branches changed.</summary>
     public int Start(int steps) => Apply(0, steps, force: true);
@@ -46,11 +54,21 @@ public sealed class LoraRun(Func<IReadOnlyList<LoraApplication>, int> apply, IRe
     /// <summary>Moves to the strengths of 0-based step <paramref name="step"/> of <paramref name="steps"/>.</summary>
     public void BeforeModelCall(int step, int steps) => Apply(step, steps, force: false);
 
+    /// <summary>Sets the UNet strength of each hook LoRA; returns how many weights or branches changed.</summary>
+    public int SetHookStrengths(IReadOnlyList<double> unet)
+    {
+        if (unet.Count != _hookStrengths.Length) throw new ArgumentException($"{_hookStrengths.Length} hook strengths expected", nameof(unet));
+        if (unet.SequenceEqual(_hookStrengths)) return 0;
+        for (int i = 0; i < unet.Count; i++) _hookStrengths[i] = unet[i];
+        return Apply(_step, _steps, force: true);
+    }
+
     int Apply(int step, int steps, bool force)
     {
         var unet = loras.Select(l => l.Tag.UNetAt(step, steps)).ToArray();
         if (!force && _applied is not null && unet.SequenceEqual(_applied)) return 0;
         _applied = unet;
+        (_step, _steps) = (step, steps);
         var set = new List<LoraApplication>();
         for (int i = 0; i < loras.Count; i++)
         {
@@ -65,6 +83,8 @@ public sealed class LoraRun(Func<IReadOnlyList<LoraApplication>, int> apply, IRe
             }
             else set.Add(app with { UNet = unet[i], TextEncoder = te, Bypass = mode == LoraMode.Bypass });
         }
+        for (int i = 0; i < _hookStrengths.Length; i++)
+            set.Add(hooks![i] with { UNet = _hookStrengths[i], TextEncoder = 0, Bypass = mode != LoraMode.Merge });
         return apply(set);
     }
 }

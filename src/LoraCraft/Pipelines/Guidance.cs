@@ -14,7 +14,17 @@ namespace LoraCraft.Pipelines;
 /// precomputed schedule. `AND` parts are combined as A1111 does:
 /// uncond + Σ (cond_k − uncond) · weight_k · cfg.
 /// </summary>
-public sealed class Guidance : IDisposable
+/// <summary>What a sampler calls for each model evaluation: the denoised estimate of x at sigma.</summary>
+public interface IGuidance
+{
+    /// <summary>A new sampling run of batch item <paramref name="item"/> over <paramref name="sigmas"/> (state that lives for one run starts again).</summary>
+    void BeginItem(long item, float[] sigmas) { }
+
+    /// <summary>The denoised estimate at <paramref name="sigma"/>, using the conditioning of 1-based sampling step <paramref name="step"/>.</summary>
+    Tensor Denoise(Tensor x, float sigma, NoiseSchedule schedule, InpaintConcat? concat, int step = 1);
+}
+
+public sealed class Guidance : IGuidance, IDisposable
 {
     readonly StableDiffusionModel _model;
     readonly double _cfg;

@@ -47,7 +47,7 @@ public static class LatentSampler
     /// after another: item i gets item i of the noise drawn for the whole batch (as ComfyUI draws
     /// it), so a batch of one is exactly the pipeline's image and larger batches match ComfyUI's noise.
     /// </summary>
-    public static SampledLatent Sample(StableDiffusionModel model, Guidance guidance, LatentSampling s, SamplerContext? ctx = null)
+    public static SampledLatent Sample(StableDiffusionModel model, IGuidance guidance, LatentSampling s, SamplerContext? ctx = null)
     {
         ctx ??= new SamplerContext();
         SamplerRegistry.RequireSampler(s.Sampler);
@@ -69,6 +69,7 @@ public static class LatentSampler
                 NoiseSource ancestral = batch == 1 ? seedNoise.NextAncestral : () => NextSlice(seedNoise, index);
                 var mask = Item(s.NoiseMask, i);
                 var fill = Item(s.FillMask ?? s.NoiseMask, i);
+                guidance.BeginItem(i, s.Sigmas);
                 var (final, stopped) = SampleOne(model, guidance, s, one, noise, ancestral, mask, fill, ctx);
                 results.Add(final);
                 partial |= stopped;
@@ -87,7 +88,7 @@ public static class LatentSampler
         return all.narrow(0, index, 1).clone();
     }
 
-    static (Tensor Final, bool Partial) SampleOne(StableDiffusionModel model, Guidance guidance, LatentSampling s, Tensor latent, Tensor noise,
+    static (Tensor Final, bool Partial) SampleOne(StableDiffusionModel model, IGuidance guidance, LatentSampling s, Tensor latent, Tensor noise,
                                                   NoiseSource ancestral, Tensor? latentMask, Tensor? fillMask, SamplerContext ctx)
     {
         var schedule = NoiseSchedule.Default;

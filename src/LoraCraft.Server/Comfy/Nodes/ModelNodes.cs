@@ -92,16 +92,7 @@ public static class ModelNodes
             ],
             Outputs = ["CONDITIONING"],
             OutputTooltips = ["A conditioning containing the embedded text used to guide the diffusion model."],
-            Run = call =>
-            {
-                var clip = call.Value<ClipValue>("clip");
-                var loaded = call.Run.Model(clip.Entry);
-                using var loras = env.Engine.Service.UseLoras(loaded, clip.Loras, call.Run.Job.Warn);
-                using var encoder = new ChunkEncoder(loaded.Model, clip.ClipSkip);
-                var encoding = ComfyPromptEncoder.Encode(encoder, call.Text("text"), env.Engine.Service.Embeddings.ToSet());
-                foreach (var missing in encoding.Missing) call.Run.Job.Warn($"embedding {missing} not found; ignored");
-                return NodeResult.Of(new ConditioningValue([new ConditioningEntry(encoding.Conditioning)]));
-            },
+            Run = call => NodeResult.Of(Encode(env, call, call.Value<ClipValue>("clip"), call.Text("text"))),
         };
         yield return new NodeDefinition
         {
@@ -183,7 +174,47 @@ public static class ModelNodes
         };
     }
 
-    static SelectedLora Lora(string path, double unet, double te)
+    /// <summary>
+    /// CLIPTextEncode: the text through the CLIP's text encoder with its LoRAs and, when it has
+    /// hooks, their LoRAs at their CLIP strengths — once, or once per keyframe range of the hooks
+    /// when the CLIP schedules them (each encoding then used over its range of the run). The
+    /// hooks ride along on the conditioning when the CLIP applies them to conds.
+    /// </summary>
+    static ConditioningValue Encode(ComfyEnvironment env, NodeCall call, ClipValue clip, string text)
+    {
+        var loaded = call.Run.Model(clip.Entry);
+        var attached = clip.HooksToConds ? clip.Hooks : null;
+        var ranges = new List<((double Start, double End)? Range, List<SelectedLora> Loras)>();
+        if (clip.Hooks is { } hooks && clip.ScheduleClip)
+            foreach (var r in hooks.ClipSchedule())
+                ranges.Add(((r.Start, r.End), r.Hooks.Select(h => HookLora(h.Hook.Lora, unet: 0, te: h.Hook.StrengthClip * (h.Keyframe?.Strength ?? 1))).ToList()));
+        else ranges.Add((null, (clip.Hooks?.Hooks ?? []).Select(h => HookLora(h.Lora, unet: 0, te: h.StrengthClip)).ToList()));
+        var entries = new List<ConditioningEntry>();
+        try
+        {
+            foreach (var (range, hookLoras) in ranges)
+            {
+                using var loras = env.Engine.Service.UseLoras(loaded, [.. clip.Loras, .. hookLoras.Where(l => l.Tag.TextEncoder != 0)], call.Run.Job.Warn);
+                using var encoder = new ChunkEncoder(loaded.Model, clip.ClipSkip);
+                var encoding = ComfyPromptEncoder.Encode(encoder, text, env.Engine.Service.Embeddings.ToSet());
+                if (entries.Count == 0)
+                    foreach (var missing in encoding.Missing) call.Run.Job.Warn($"embedding {missing} not found; ignored");
+                entries.Add(new ConditioningEntry(new GuidedCondition(encoding.Conditioning) { Hooks = attached, ClipRange = range }));
+            }
+        }
+        catch
+        {
+            foreach (var e in entries) e.Dispose();
+            throw;
+        }
+        return new ConditioningValue(entries);
+    }
+
+    /// <summary>A LoRA of the loras folder at the given strengths (a hook's LoRA on one side).</summary>
+    internal static SelectedLora HookLora(SelectedLora lora, double unet, double te) =>
+        lora with { Tag = new LoraTag(lora.Name, te, unet, null) };
+
+    internal static SelectedLora Lora(string path, double unet, double te)
     {
         string name = Path.GetFileNameWithoutExtension(path);
         return new SelectedLora(name, Path.GetFullPath(path), new LoraTag(name, te, unet, null), FromPrompt: false);
@@ -202,12 +233,15 @@ public static class ModelNodes
         double cfg = call.Double("cfg");
         string sampler = call.Text("sampler_name");
         if (positive.Entries.Count == 0 || negative.Entries.Count == 0) throw new UserErrorException("KSampler: a conditioning is empty");
-        if (negative.Entries.Count > 1)
-            throw new UserErrorException(ErrorKind.Unsupported, "KSampler: a combined negative conditioning (Conditioning (Combine) on the negative) is not supported; combine the positive only") { Field = "negative" };
         var run = call.Run;
         var loaded = run.Model(modelValue.Entry);
         var model = loaded.Model;
-        using var loras = env.Engine.Service.UseLoras(loaded, modelValue.Loras, run.Job.Warn);
+        // the hooks on the conditionings: their LoRAs ride on the UNet at strength 0 and are moved per model call
+        var hooks = new List<LoraHook>();
+        foreach (var e in positive.Entries.Concat(negative.Entries))
+            foreach (var hook in e.Condition.Hooks?.Hooks ?? [])
+                if (!hooks.Any(h => ReferenceEquals(h.Ref, hook.Ref))) hooks.Add(hook);
+        using var loras = env.Engine.Service.UseLoras(loaded, modelValue.Loras, run.Job.Warn, hooks: hooks.Select(h => HookLora(h.Lora, 0, 0)).ToList());
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var samples = latent.Samples;
@@ -219,14 +253,8 @@ public static class ModelNodes
             throw new UserErrorException("KSampler: this is an inpainting model; give it its image and mask with InpaintModelConditioning") { Field = "positive" };
         if (!model.Inpainting) concat = null;
 
-        int n = positive.Entries.Count;
-        bool needNegative = n > 1 || cfg != 1;
-        var prompts = new PromptConditioning
-        {
-            Positive = positive.Entries.Select(e => new WeightedSchedule(Single(e.Conditioning, sigmas.Length), 1.0 / n)).ToList(),
-            Negative = needNegative ? Single(negative.Entries[0].Conditioning, sigmas.Length) : null,
-        };
-        using var guidance = Guidance.FromConditioning(model, cfg, prompts, (int)w * 8, (int)h * 8);
+        using var guidance = new ConditionGuidance(model, cfg, positive.Entries.Select(e => e.Condition).ToList(), negative.Entries.Select(e => e.Condition).ToList(),
+                                                   (int)w * 8, (int)h * 8, hooks.Count > 0 ? new HookRun(loras.Run, hooks) : null);
         var mask = latent.NoiseMask is { } m ? LatentSampler.MaskToLatent(m.dim() == 3 ? m.unsqueeze(1) : m, h, w) : null;
         int total = sigmas.Length - 1;
         var progress = new Progress(run, total, model.Family);
@@ -237,8 +265,6 @@ public static class ModelNodes
         var output = sampled.Latent.MoveToOuterDisposeScope();
         return latent.With(output);
     }
-
-    static ConditioningSchedule Single(Conditioning c, int steps) => new([new ScheduledConditioning(steps, c, "")]);
 
     /// <summary>Sampler steps as ComfyUI's `progress` messages, each with a latent preview.</summary>
     sealed class Progress(PromptRun run, int total, Models.ModelFamily family) : IProgress<SamplerStep>
