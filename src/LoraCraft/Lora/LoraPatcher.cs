@@ -91,19 +91,39 @@ public sealed class LoraPatcher : IDisposable
                 _originals[weight] = weight.T.clone().DetachFromDisposeScope();
             using var scope = NewDisposeScope();
             using var original = Original(weight);
-            // one float32 working copy (contiguous, whatever the stored dtype and layout)
-            var merged = torch.empty(weight.Shape, ScalarType.Float32, original.device);
-            merged.copy_(original);
-            foreach (var c in list)
+            if (!FusedLowRank(weight, original, list))
             {
-                if (c.ToBias) c.Module.AddBiasDelta(merged, c.Multiplier);
-                else c.Module.AddDelta(merged, c.Multiplier, c.Dyn);
+                // one float32 working copy (contiguous, whatever the stored dtype and layout)
+                var merged = torch.empty(weight.Shape, ScalarType.Float32, original.device);
+                merged.copy_(original);
+                foreach (var c in list)
+                {
+                    if (c.ToBias) c.Module.AddBiasDelta(merged, c.Multiplier);
+                    else c.Module.AddDelta(merged, c.Multiplier, c.Dyn);
+                }
+                weight.T.copy_(merged);
             }
-            weight.T.copy_(merged);
             _signatures[weight] = list;
             rewritten++;
         }
         return rewritten;
+    }
+
+    /// <summary>
+    /// bf16 weights whose updates are all plain low-rank products merge in one fused pass (the
+    /// same float32 arithmetic, no layer-sized float32 copy); false: the general path.
+    /// </summary>
+    static bool FusedLowRank(Weight weight, Tensor original, List<Contribution> list)
+    {
+        if (!LowRankMerge.Fits(weight.T) || !LowRankMerge.Fits(original) || original.numel() != weight.T.numel()) return false;
+        var factors = new List<LowRankMerge.Factor>();
+        foreach (var c in list)
+        {
+            if (c.ToBias || c.Module.LowRank(weight.Shape, c.Multiplier, c.Dyn) is not { } f) return false;
+            factors.Add(f);
+        }
+        LowRankMerge.Apply(original, factors, weight.T);
+        return true;
     }
 
     int SetBranches(Dictionary<AdaptableLayer, List<(AdapterModule Module, double Multiplier, int? Dyn, LoraTarget Target)>> wanted)

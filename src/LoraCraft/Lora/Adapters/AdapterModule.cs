@@ -92,6 +92,13 @@ public abstract class AdapterModule : IDisposable
         return WeightDecomposition.Apply(merged, DoraScale!).sub_(weight);
     }
 
+    /// <summary>
+    /// The update at <paramref name="strength"/> as one low-rank product (α · up · down, float32)
+    /// when this type has that form for a weight of <paramref name="weightShape"/>, for the fused
+    /// bf16 merge (<see cref="LowRankMerge"/>); null otherwise.
+    /// </summary>
+    public virtual LowRankMerge.Factor? LowRank(long[] weightShape, double strength, int? dynRank) => null;
+
     /// <summary>The plain (non-DoRA) merge; types with a cheaper fused form override it.</summary>
     protected virtual void AddScaledDelta(Tensor weight, double strength, int? dynRank) =>
         weight.AddInPlace(DeltaAt(weight, strength, dynRank));

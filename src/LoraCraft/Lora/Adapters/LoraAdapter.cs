@@ -76,6 +76,13 @@ public sealed class LoraAdapter : AdapterModule
         weight.AddInPlace(delta, strength * Scale);
     }
 
+    public override LowRankMerge.Factor? LowRank(long[] weightShape, double strength, int? dynRank)
+    {
+        if (DoraScale is not null || Mid is not null || OutputElements != weightShape.Aggregate(1L, (a, b) => a * b) || Up.shape[0] != weightShape[0]) return null;
+        var (up, down, _) = Factors(dynRank);
+        return new LowRankMerge.Factor(up.contiguous(), down.contiguous(), (float)(strength * Scale));
+    }
+
     public override BypassBranch CreateBypass(AdaptableLayer layer, Func<Tensor> original, int? dynRank) =>
         IsDora ? base.CreateBypass(layer, original, dynRank) : new LowRankBranch(this, dynRank);
 
