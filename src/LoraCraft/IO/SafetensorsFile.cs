@@ -12,6 +12,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
 {
     readonly MemoryMappedFile _map;
     readonly MemoryMappedViewAccessor _view;
+    readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
     byte* _data;
 
     public SafetensorsHeader Header { get; }
@@ -27,6 +28,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         byte* start = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref start);
         _data = start + view.PointerOffset + header.DataOffset;
+        _handle = File.OpenHandle(header.Path, FileMode.Open, FileAccess.Read, FileShare.Read);
     }
 
     public static SafetensorsFile Open(string path)
@@ -72,8 +74,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
         torch.Tensor tensor;
         if (SafeDTypes.ToTorch(info.DType) is { } stored)
         {
+            // read() rather than the map: the kernel copies from the page cache without a page
+            // fault per 4 KiB (several times faster for weights read again, as a LoRA switch does)
             tensor = torch.empty(info.Shape, stored);
-            TensorBytes.Visit(tensor, (chunk, offset) => new ReadOnlySpan<byte>(source + offset, chunk.Length).CopyTo(chunk));
+            long at = Header.DataOffset + info.Begin;
+            TensorBytes.Visit(tensor, (chunk, offset) => ReadExactly(chunk, at + offset));
+            ObjectDisposedException.ThrowIf(_data == null, this);
+            if (dtype is not { } want || want == tensor.dtype) return tensor;
+            using (tensor) return tensor.to_type(want);
         }
         else
         {
@@ -84,6 +92,17 @@ public sealed unsafe class SafetensorsFile : IDisposable
         ReleasePages(source, info.ByteLength);
         if (dtype is not { } wanted || wanted == tensor.dtype) return tensor;
         using (tensor) return tensor.to_type(wanted);
+    }
+
+    void ReadExactly(Span<byte> into, long offset)
+    {
+        while (into.Length > 0)
+        {
+            int n = RandomAccess.Read(_handle, into, offset);
+            if (n <= 0) throw new IOException($"{Path}: the file ended inside a tensor (truncated?)");
+            into = into[n..];
+            offset += n;
+        }
     }
 
     /// <summary>
@@ -115,6 +134,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         if (_data == null) return;
         _data = null;
+        _handle.Dispose();
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();

@@ -64,6 +64,8 @@ public static unsafe class LowRankMerge
         public int[] Ranks = [];
         public float[] Alphas = [];
 
+        // fully optimised from the first call: the first apply must not run unoptimised vector code
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(long firstBlock, long endBlock)
         {
             long cols = Cols;
@@ -106,6 +108,7 @@ public static unsafe class LowRankMerge
         }
 
         /// <summary>Rows row..row+3, columns col..col+31: eight accumulators in registers over every rank of every factor.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void Block(long row, long col, float* c)
         {
             long cols = Cols;
