@@ -80,7 +80,8 @@ public sealed class LoraPatcher : IDisposable
         // weights no longer touched go back to their originals
         foreach (var weight in _signatures.Keys.Where(w => !contributions.ContainsKey(w)).ToList())
         {
-            using (var original = Original(weight)) weight.T.copy_(original);
+            if (!FusedLowRank(weight, []))
+                using (var original = Original(weight)) weight.T.copy_(original);
             _signatures.Remove(weight);
             rewritten++;
         }
@@ -90,9 +91,9 @@ public sealed class LoraPatcher : IDisposable
             if (weight.Reload is null && !_originals.ContainsKey(weight) && !_signatures.ContainsKey(weight))
                 _originals[weight] = weight.T.clone().DetachFromDisposeScope();
             using var scope = NewDisposeScope();
-            using var original = Original(weight);
-            if (!FusedLowRank(weight, original, list))
+            if (!FusedLowRank(weight, list))
             {
+                using var original = Original(weight);
                 // one float32 working copy (contiguous, whatever the stored dtype and layout)
                 var merged = torch.empty(weight.Shape, ScalarType.Float32, original.device);
                 merged.copy_(original);
@@ -111,17 +112,20 @@ public sealed class LoraPatcher : IDisposable
 
     /// <summary>
     /// bf16 weights whose updates are all plain low-rank products merge in one fused pass (the
-    /// same float32 arithmetic, no layer-sized float32 copy); false: the general path.
+    /// same float32 arithmetic, no layer-sized float32 copy), reading the original as the
+    /// checkpoint stores it where it can; false: the general path.
     /// </summary>
-    static bool FusedLowRank(Weight weight, Tensor original, List<Contribution> list)
+    bool FusedLowRank(Weight weight, List<Contribution> list)
     {
-        if (!LowRankMerge.Fits(weight.T) || !LowRankMerge.Fits(original) || original.numel() != weight.T.numel()) return false;
+        if (!LowRankMerge.Fits(weight.T)) return false;
         var factors = new List<LowRankMerge.Factor>();
         foreach (var c in list)
         {
             if (c.ToBias || c.Module.LowRank(weight.Shape, c.Multiplier, c.Dyn) is not { } f) return false;
             factors.Add(f);
         }
+        using var original = weight.ReloadStored is { } stored && !_originals.ContainsKey(weight) ? stored() : Original(weight);
+        if (!LowRankMerge.Reads(original) || original.numel() != weight.T.numel()) return false;
         LowRankMerge.Apply(original, factors, weight.T);
         return true;
     }

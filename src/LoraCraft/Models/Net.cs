@@ -26,6 +26,12 @@ public sealed class Weight
     /// that did not come from a file.
     /// </summary>
     public Func<Tensor>? Reload { get; set; }
+    /// <summary>
+    /// The stored values before the conversion to the compute dtype (the file's dtype, CPU,
+    /// contiguous) — what <see cref="Reload"/> converts; the fused LoRA merge converts as it
+    /// reads. Null where <see cref="Reload"/> is, or where the weight lives on another device.
+    /// </summary>
+    public Func<Tensor>? ReloadStored { get; set; }
     public Tensor T => Value ?? throw new InvalidOperationException("weights are not loaded");
 
     /// <summary>Loaded weights are frozen (no gradient); training adapters keep them so.</summary>

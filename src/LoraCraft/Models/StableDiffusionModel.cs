@@ -41,6 +41,7 @@ public sealed class StableDiffusionModel : IDisposable
                 w.Value?.Dispose();
                 w.Value = null;
                 w.Reload = null;
+                w.ReloadStored = null;
             }
         foreach (var f in Files) f.Dispose();
     }

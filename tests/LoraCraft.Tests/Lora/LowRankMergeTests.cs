@@ -32,18 +32,21 @@ public class LowRankMergeTests(ITestOutputHelper output)
     }
 
     [SkippableTheory]
-    [InlineData(64, 320)]    // whole blocks of 4 rows x 32 columns
-    [InlineData(37, 100)]    // a partial row block, columns past a multiple of 32
-    [InlineData(3, 24)]      // fewer than 4 rows, fewer than 32 columns
-    public void MergesAsTheFloat64SumRoundedToBf16(int rows, int cols)
+    [InlineData(64, 320, false)]    // whole blocks of 4 rows x 32 columns
+    [InlineData(37, 100, false)]    // a partial row block, columns past a multiple of 32
+    [InlineData(3, 24, false)]      // fewer than 4 rows, fewer than 32 columns
+    [InlineData(64, 320, true)]     // factors stored in float16, as LoRA files hold them
+    [InlineData(37, 100, true)]
+    public void MergesAsTheFloat64SumRoundedToBf16(int rows, int cols, bool halfFactors)
     {
         Skip.IfNot(LowRankMerge.Supported, "this CPU has no AVX-512");
         using var g = new Generator(7);
+        var factorType = halfFactors ? ScalarType.Float16 : ScalarType.Float32;
         using var w0 = randn([rows, cols], generator: g).to(ScalarType.BFloat16);
-        using var up1 = randn([rows, 4], generator: g);
-        using var down1 = randn([4, cols], generator: g);
-        using var up2 = randn([rows, 8], generator: g).Mul(0.1);
-        using var down2 = randn([8, cols], generator: g);
+        using var up1 = randn([rows, 4], generator: g).to(factorType);
+        using var down1 = randn([4, cols], generator: g).to(factorType);
+        using var up2 = randn([rows, 8], generator: g).Mul(0.1).to(factorType);
+        using var down2 = randn([8, cols], generator: g).to(factorType);
         using var dest = empty_like(w0);
         LowRankMerge.Apply(w0, [new LowRankMerge.Factor(up1, down1, 0.3f), new LowRankMerge.Factor(up2, down2, -1.5f)], dest);
         using var exact = (w0.to(ScalarType.Float64) + up1.to(ScalarType.Float64).matmul(down1.to(ScalarType.Float64)).Mul(0.3f)
@@ -60,6 +63,33 @@ public class LowRankMergeTests(ITestOutputHelper output)
         using var copy = empty_like(w0);
         LowRankMerge.Apply(w0, [], copy);
         Assert.Equal((0L, 0L), Ulps(copy, w0));
+    }
+
+    [SkippableTheory]
+    [InlineData(ScalarType.Float16)]
+    [InlineData(ScalarType.Float32)]
+    public void AStoredOriginalIsRoundedToBf16AsLoadingDoes(ScalarType stored)
+    {
+        Skip.IfNot(LowRankMerge.Supported, "this CPU has no AVX-512");
+        using var g = new Generator(9);
+        // every finite float16 value (subnormals, zeros, both signs) or float32 values at all scales
+        using var values = stored == ScalarType.Float16
+            ? torch.tensor(Enumerable.Range(0, 65536).Where(b => (b & 0x7C00) != 0x7C00).Select(b => (float)BitConverter.UInt16BitsToHalf((ushort)b)).ToArray()).to(ScalarType.Float16)
+            : randn([61440], generator: g).mul(torch.exp(randn([61440], generator: g).Mul(8)));
+        long n = values.numel() / 64 * 64;
+        using var w = values.narrow(0, 0, n).reshape(-1, 64).contiguous();
+        using var expected = w.to(ScalarType.BFloat16);
+        using var dest = empty_like(expected);
+        LowRankMerge.Apply(w, [], dest);
+        Assert.Equal((0L, 0L), Ulps(dest, expected));
+        // and with an update: the same as merging into the converted weight
+        using var up = randn([w.shape[0], 2], generator: g);
+        using var down = randn([2, 64], generator: g).Mul(1e-3);
+        using var fromStored = empty_like(expected);
+        using var fromLoaded = empty_like(expected);
+        LowRankMerge.Apply(w, [new LowRankMerge.Factor(up, down, 0.5f)], fromStored);
+        LowRankMerge.Apply(expected, [new LowRankMerge.Factor(up, down, 0.5f)], fromLoaded);
+        Assert.Equal((0L, 0L), Ulps(fromStored, fromLoaded));
     }
 
     [SkippableFact]

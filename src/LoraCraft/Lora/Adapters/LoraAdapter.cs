@@ -79,7 +79,15 @@ public sealed class LoraAdapter : AdapterModule
     public override LowRankMerge.Factor? LowRank(long[] weightShape, double strength, int? dynRank)
     {
         if (DoraScale is not null || Mid is not null || OutputElements != weightShape.Aggregate(1L, (a, b) => a * b) || Up.shape[0] != weightShape[0]) return null;
-        var (up, down, _) = Factors(dynRank);
+        // as stored (the merge reads float16 / bfloat16 / float32 itself); other dtypes in float32
+        static Tensor Readable(Tensor t) => t.dtype is ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32 ? t : t.to(ScalarType.Float32);
+        var up = Readable(Up.reshape(Up.shape[0], -1));
+        var down = Readable(Down.reshape(R, -1));
+        if (dynRank is int r && r > 0 && r < R)
+        {
+            up = up[.., ..r];
+            down = down[..r, ..];
+        }
         return new LowRankMerge.Factor(up.contiguous(), down.contiguous(), (float)(strength * Scale));
     }
 

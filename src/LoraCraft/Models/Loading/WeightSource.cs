@@ -58,6 +58,14 @@ public sealed class WeightSource
 
     public WeightRecipe? RecipeFor(string name) => _recipe(name) is { } r && _file.Contains(r.SourceKey) ? r : null;
 
+    /// <summary>The stored tensor with the recipe applied, in the file's dtype, contiguous (no layout change).</summary>
+    public Tensor LoadStored(string name, WeightRecipe recipe)
+    {
+        using var scope = NewDisposeScope();
+        var t = recipe.Apply(_file.Load(recipe.SourceKey)).contiguous();
+        return t.MoveToOuterDisposeScope();
+    }
+
     public Tensor Load(string name, WeightRecipe recipe, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
@@ -103,6 +111,7 @@ public static class WeightLoader
             weight.Value?.Dispose();
             weight.Value = OnDevice(t, device).DetachFromDisposeScope(); // weights live as long as the model, not a caller's scope
             weight.Reload = () => OnDevice(source.Load(name, recipe, dt), device);
+            weight.ReloadStored = device is null || device.type == DeviceType.CPU ? () => source.LoadStored(name, recipe) : null;
         }
         if (missing.Count > 0)
         {
