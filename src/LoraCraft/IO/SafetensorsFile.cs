@@ -94,6 +94,15 @@ public sealed unsafe class SafetensorsFile : IDisposable
         using (tensor) return tensor.to_type(wanted);
     }
 
+    /// <summary>The stored bytes of a tensor read into <paramref name="into"/> (exactly its byte length).</summary>
+    public void ReadInto(string name, Span<byte> into)
+    {
+        var info = Info(name);
+        if (into.Length != info.ByteLength) throw new ArgumentException($"'{name}' has {info.ByteLength} bytes, the buffer {into.Length}");
+        ObjectDisposedException.ThrowIf(_data == null, this);
+        ReadExactly(into, Header.DataOffset + info.Begin);
+    }
+
     void ReadExactly(Span<byte> into, long offset)
     {
         while (into.Length > 0)

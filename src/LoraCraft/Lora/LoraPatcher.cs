@@ -39,6 +39,8 @@ public sealed class LoraPatcher : IDisposable
     readonly Dictionary<Weight, Tensor> _originals = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<Weight, List<Contribution>> _signatures = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<AdaptableLayer, List<BypassBranch>> _branches = new(ReferenceEqualityComparer.Instance);
+    /// <summary>Where originals are re-read for the fused merge (one buffer, reused: no fresh pages per weight).</summary>
+    readonly StoredScratch _scratch = new();
 
     /// <summary>Makes <paramref name="set"/> the active adapters; returns how many weights were rewritten or branches (re)set.</summary>
     public int Apply(IReadOnlyList<LoraApplication> set)
@@ -124,7 +126,7 @@ public sealed class LoraPatcher : IDisposable
             if (c.ToBias || c.Module.LowRank(weight.Shape, c.Multiplier, c.Dyn) is not { } f) return false;
             factors.Add(f);
         }
-        using var original = weight.ReloadStored is { } stored && !_originals.ContainsKey(weight) ? stored() : Original(weight);
+        using var original = weight.ReloadStored is { } stored && !_originals.ContainsKey(weight) ? stored(_scratch) : Original(weight);
         if (!LowRankMerge.Reads(original) || original.numel() != weight.T.numel()) return false;
         LowRankMerge.Apply(original, factors, weight.T);
         return true;
@@ -196,5 +198,6 @@ public sealed class LoraPatcher : IDisposable
         Apply([]);
         foreach (var t in _originals.Values) t.Dispose();
         _originals.Clear();
+        _scratch.Dispose();
     }
 }

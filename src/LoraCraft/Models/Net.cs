@@ -8,6 +8,29 @@ namespace LoraCraft.Models;
 /// when weights are loaded (in the compute dtype), so building a full-size model costs nothing
 /// and no random initialisation is ever paid for.
 /// </summary>
+/// <summary>A reusable buffer for re-reading stored weights (one per user, one read at a time).</summary>
+public sealed class StoredScratch : IDisposable
+{
+    Tensor? _buffer;
+
+    /// <summary>A flat contiguous view of <paramref name="count"/> elements of <paramref name="dtype"/>; earlier views become invalid.</summary>
+    public Tensor Get(ScalarType dtype, long count)
+    {
+        if (_buffer is null || _buffer.dtype != dtype || _buffer.numel() < count)
+        {
+            _buffer?.Dispose();
+            _buffer = torch.empty([count], dtype).DetachFromDisposeScope();
+        }
+        return _buffer.narrow(0, 0, count);
+    }
+
+    public void Dispose()
+    {
+        _buffer?.Dispose();
+        _buffer = null;
+    }
+}
+
 public sealed class Weight
 {
     public Weight(long[] shape, bool keepFloat32 = false)
@@ -29,9 +52,11 @@ public sealed class Weight
     /// <summary>
     /// The stored values before the conversion to the compute dtype (the file's dtype, CPU,
     /// contiguous) — what <see cref="Reload"/> converts; the fused LoRA merge converts as it
-    /// reads. Null where <see cref="Reload"/> is, or where the weight lives on another device.
+    /// reads. Given a <see cref="StoredScratch"/>, a weight stored as it is used comes back as a
+    /// flat view of the scratch (no fresh memory per read; valid until the scratch is used
+    /// again). Null where <see cref="Reload"/> is, or where the weight lives on another device.
     /// </summary>
-    public Func<Tensor>? ReloadStored { get; set; }
+    public Func<StoredScratch?, Tensor>? ReloadStored { get; set; }
     public Tensor T => Value ?? throw new InvalidOperationException("weights are not loaded");
 
     /// <summary>Loaded weights are frozen (no gradient); training adapters keep them so.</summary>

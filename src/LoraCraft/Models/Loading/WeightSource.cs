@@ -59,8 +59,15 @@ public sealed class WeightSource
     public WeightRecipe? RecipeFor(string name) => _recipe(name) is { } r && _file.Contains(r.SourceKey) ? r : null;
 
     /// <summary>The stored tensor with the recipe applied, in the file's dtype, contiguous (no layout change).</summary>
-    public Tensor LoadStored(string name, WeightRecipe recipe)
+    public Tensor LoadStored(string name, WeightRecipe recipe, StoredScratch? scratch = null)
     {
+        if (scratch is not null && recipe.Transform == WeightTransform.None && _file.Info(recipe.SourceKey) is var info
+            && SafeDTypes.ToTorch(info.DType) is { } stored)
+        {
+            var view = scratch.Get(stored, info.Shape.Aggregate(1L, (a, b) => a * b));
+            _file.ReadInto(recipe.SourceKey, view.bytes);
+            return view;
+        }
         using var scope = NewDisposeScope();
         var t = recipe.Apply(_file.Load(recipe.SourceKey)).contiguous();
         return t.MoveToOuterDisposeScope();
@@ -111,7 +118,7 @@ public static class WeightLoader
             weight.Value?.Dispose();
             weight.Value = OnDevice(t, device).DetachFromDisposeScope(); // weights live as long as the model, not a caller's scope
             weight.Reload = () => OnDevice(source.Load(name, recipe, dt), device);
-            weight.ReloadStored = device is null || device.type == DeviceType.CPU ? () => source.LoadStored(name, recipe) : null;
+            weight.ReloadStored = device is null || device.type == DeviceType.CPU ? scratch => source.LoadStored(name, recipe, scratch) : null;
         }
         if (missing.Count > 0)
         {
