@@ -94,13 +94,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
         using (tensor) return tensor.to_type(wanted);
     }
 
-    /// <summary>The stored bytes of a tensor read into <paramref name="into"/> (exactly its byte length).</summary>
-    public void ReadInto(string name, Span<byte> into)
+    /// <summary>Stored bytes of a tensor, from byte <paramref name="offset"/> of it, read into <paramref name="into"/> (filled exactly).</summary>
+    public void ReadInto(string name, Span<byte> into, long offset = 0)
     {
         var info = Info(name);
-        if (into.Length != info.ByteLength) throw new ArgumentException($"'{name}' has {info.ByteLength} bytes, the buffer {into.Length}");
+        if (offset < 0 || offset + into.Length > info.ByteLength)
+            throw new ArgumentException($"'{name}' has {info.ByteLength} bytes; {into.Length} from {offset} asked");
         ObjectDisposedException.ThrowIf(_data == null, this);
-        ReadExactly(into, Header.DataOffset + info.Begin);
+        ReadExactly(into, Header.DataOffset + info.Begin + offset);
     }
 
     void ReadExactly(Span<byte> into, long offset)

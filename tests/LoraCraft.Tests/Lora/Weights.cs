@@ -25,6 +25,9 @@ static class Weights
         Assert.Equal(expected.Count, names.Count);
     }
 
+    /// <summary>The snapshot name of <paramref name="weight"/> in <paramref name="model"/>.</summary>
+    public static string NameOf(StableDiffusionModel model, Weight weight) => Of(model).First(x => ReferenceEquals(x.Weight, weight)).Name;
+
     static IEnumerable<(string Name, Weight Weight)> Of(StableDiffusionModel model) =>
         model.UNet.Weights("unet.").Concat(model.TextEncoders.SelectMany((e, i) => e.Model.Weights($"te{i + 1}.")));
 }

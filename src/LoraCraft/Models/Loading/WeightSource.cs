@@ -61,11 +61,15 @@ public sealed class WeightSource
     /// <summary>The stored tensor with the recipe applied, in the file's dtype, contiguous (no layout change).</summary>
     public Tensor LoadStored(string name, WeightRecipe recipe, StoredScratch? scratch = null)
     {
-        if (scratch is not null && recipe.Transform == WeightTransform.None && _file.Info(recipe.SourceKey) is var info
-            && SafeDTypes.ToTorch(info.DType) is { } stored)
+        // stored as used, or a third of a fused in_proj (a contiguous run of rows): read straight into the scratch
+        int third = recipe.Transform switch { WeightTransform.None => -1, WeightTransform.ThirdQ => 0, WeightTransform.ThirdK => 1, WeightTransform.ThirdV => 2, _ => -2 };
+        if (scratch is not null && third >= -1 && _file.Info(recipe.SourceKey) is var info && SafeDTypes.ToTorch(info.DType) is { } stored
+            && (third < 0 || info.Shape.Length >= 1 && info.Shape[0] % 3 == 0))
         {
-            var view = scratch.Get(stored, info.Shape.Aggregate(1L, (a, b) => a * b));
-            _file.ReadInto(recipe.SourceKey, view.bytes);
+            long count = info.Shape.Aggregate(1L, (a, b) => a * b);
+            var view = scratch.Get(stored, third < 0 ? count : count / 3);
+            var bytes = view.bytes;
+            _file.ReadInto(recipe.SourceKey, bytes, third < 0 ? 0 : third * (long)bytes.Length);
             return view;
         }
         using var scope = NewDisposeScope();
