@@ -223,10 +223,7 @@ public sealed class ConditionGuidance : IGuidance, IDisposable
             y = _model.UNet.SdxlVector(p, _timeIds.expand(p.shape[0], -1)).to(_model.DType, _model.UNet.Device);
         }
         var t = TensorMath.Full([n], (float)schedule.Timestep(sigma));
-        var output = _model.UNet.Forward(input, t, context, y);
-        return _model.Prediction == Prediction.V
-            ? xb.Mul(1 / (s * s + 1)) - output.Mul(s / Math.Sqrt(s * s + 1))
-            : xb - output.Mul(s);
+        return Guidance.Denoised(_model, xb, _model.UNet.Forward(input, t, context, y), s);
     }
 
     /// <summary>A conditioning's context in the UNet's dtype and device, converted once.</summary>

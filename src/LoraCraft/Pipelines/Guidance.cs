@@ -110,10 +110,14 @@ public sealed class Guidance : IGuidance, IDisposable
         if (concat is not null) input = concat.Concat(input);
         var t = TensorMath.Full([batch], (float)schedule.Timestep(sigma));
         var output = _model.UNet.Forward(input, t, g.Context, g.Y);
-        return _model.Prediction == Prediction.V
-            ? xb.Mul(1 / (s * s + 1)) - output.Mul(s / Math.Sqrt(s * s + 1))
-            : xb - output.Mul(s);
+        return Denoised(_model, xb, output, s);
     }
+
+    /// <summary>The denoised estimate from the UNet's output at <paramref name="sigma"/> for its input <paramref name="x"/> (eps or v prediction).</summary>
+    internal static Tensor Denoised(StableDiffusionModel model, Tensor x, Tensor output, double sigma) =>
+        model.Prediction == Prediction.V
+            ? x.Mul(1 / (sigma * sigma + 1)) - output.Mul(sigma / Math.Sqrt(sigma * sigma + 1))
+            : x - output.Mul(sigma);
 
     /// <summary>Builds the UNet batches for a step's conditionings when they differ from the last step's.</summary>
     void Select(int step)
