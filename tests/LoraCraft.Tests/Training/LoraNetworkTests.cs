@@ -183,8 +183,17 @@ public class LoraNetworkTests(ITestOutputHelper output)
         }
         var plain = Grads(false);
         var checkpointed = Grads(true);
+        // compared tensor by tensor (relative L2): libtorch's threaded reductions may sum in another
+        // order when other tests load the pool, which moves single near-zero elements past an
+        // element-wise bound; a wrong recomputation (other dropout masks) moves whole tensors (≥ 1e-2)
+        double worst = 0;
         for (int i = 0; i < plain.Count; i++)
-            Assert.True(allclose(plain[i], checkpointed[i], rtol: 1e-5, atol: 1e-8), $"gradient {i} differs under checkpointing");
+        {
+            double err = Conformance.Fixture.RelL2(checkpointed[i], plain[i]);
+            worst = Math.Max(worst, err);
+            Assert.True(err < 1e-5, $"gradient {i} differs under checkpointing (relative L2 {err:E2})");
+        }
+        output.WriteLine($"largest relative L2 difference of a gradient under checkpointing: {worst:E2}");
         Assert.Contains(plain, t => t.abs().max().item<float>() > 0);
     }
 
