@@ -5,8 +5,9 @@ using TorchSharp;
 namespace LoraCraft.IO;
 
 /// <summary>
-/// A safetensors file opened for reading: the header is parsed and validated up front, the data
-/// stays in a read-only memory map for the object's lifetime and is only touched by Bytes and Load.
+/// A safetensors file opened for reading: the header is parsed and validated up front; Load and
+/// ReadInto read tensors with read(), Bytes gives views of a read-only memory map (both kept for
+/// the object's lifetime).
 /// </summary>
 public sealed unsafe class SafetensorsFile : IDisposable
 {
@@ -79,17 +80,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
             tensor = torch.empty(info.Shape, stored);
             long at = Header.DataOffset + info.Begin;
             TensorBytes.Visit(tensor, (chunk, offset) => ReadExactly(chunk, at + offset));
-            ObjectDisposedException.ThrowIf(_data == null, this);
-            if (dtype is not { } want || want == tensor.dtype) return tensor;
-            using (tensor) return tensor.to_type(want);
         }
         else
         {
             tensor = torch.empty(info.Shape, torch.ScalarType.Float32);
             TensorBytes.Visit(tensor, (chunk, offset) =>
                 Float8.Decode(info.DType, new ReadOnlySpan<byte>(source + offset / sizeof(float), chunk.Length / sizeof(float)), MemoryMarshal.Cast<byte, float>(chunk)));
+            ReleasePages(source, info.ByteLength);
         }
-        ReleasePages(source, info.ByteLength);
         if (dtype is not { } wanted || wanted == tensor.dtype) return tensor;
         using (tensor) return tensor.to_type(wanted);
     }

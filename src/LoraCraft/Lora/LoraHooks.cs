@@ -191,7 +191,7 @@ public interface IConditionHooks
 /// </summary>
 public sealed class HookKeyframeState(HookKeyframes keyframes)
 {
-    readonly float[] _startSigma = keyframes.Frames.Select(k => PercentToSigma(k.StartPercent)).ToArray();
+    readonly float[] _startSigma = keyframes.Frames.Select(k => NoiseSchedule.Default.PercentToSigma(k.StartPercent)).ToArray();
     int _index;
     int _used;
     float _sigma = -1;
@@ -224,13 +224,6 @@ public sealed class HookKeyframeState(HookKeyframes keyframes)
 
     int Guaranteed(int i, float maxSigma) => _startSigma[i] > maxSigma ? 0 : keyframes.Frames[i].GuaranteeSteps;
 
-    /// <summary>ComfyUI's percent_to_sigma on the discrete SD schedule: 0 → above every sigma, 1 → 0.</summary>
-    public static float PercentToSigma(double percent, NoiseSchedule? schedule = null)
-    {
-        if (percent <= 0) return 999999999.9f;
-        if (percent >= 1) return 0;
-        return (schedule ?? NoiseSchedule.Default).Sigma((float)((1.0 - percent) * 999.0));
-    }
 }
 
 /// <summary>

@@ -134,12 +134,8 @@ public static unsafe class LowRankMerge
             }
         }
 
-        float ScalarW0(long index) => Kind switch
-        {
-            ScalarType.BFloat16 => BitConverter.Int32BitsToSingle(((ushort*)Original)[index] << 16),
-            ScalarType.Float16 => BitConverter.Int32BitsToSingle(Round((float)((Half*)Original)[index]) << 16),
-            _ => BitConverter.Int32BitsToSingle(Round(((float*)Original)[index]) << 16),
-        };
+        /// <summary>Element <paramref name="index"/> of W0 as its bf16 value, in float32.</summary>
+        float ScalarW0(long index) => BitConverter.Int32BitsToSingle(Round(Scalar((IntPtr)Original, Kind, index)) << 16);
 
         /// <summary>Rows row..row+3, columns col..col+31 (the down factors' strip in <paramref name="strip"/>): eight accumulators in registers over every rank.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -176,12 +172,8 @@ public static unsafe class LowRankMerge
 
         /// <summary>16 values of W0 from element <paramref name="index"/>, as bf16 values in float32.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        Vector512<float> W0(long index) => Kind switch
-        {
-            ScalarType.BFloat16 => WidenBf16(Vector256.Load((ushort*)Original + index)),
-            ScalarType.Float16 => ToBf16(WidenHalf(Vector256.Load((ushort*)Original + index))),
-            _ => ToBf16(Vector512.Load((float*)Original + index)),
-        };
+        Vector512<float> W0(long index) =>
+            Kind == ScalarType.BFloat16 ? Load16((IntPtr)Original, Kind, index) : ToBf16(Load16((IntPtr)Original, Kind, index));
     }
 
     /// <summary>16 values from element <paramref name="index"/> of a float16/bfloat16/float32 row, in float32 (exact).</summary>

@@ -92,7 +92,7 @@ public sealed class ConditionGuidance : IGuidance, IDisposable
             if (!positive && !useNegative) continue;
             foreach (var c in list)
             {
-                if (!Active(c, sigma)) continue;
+                if (!Active(c, sigma, schedule)) continue;
                 if (c.Default) defaults.Add((c, positive));
                 else rows.Add(MakeRow(c, positive, x));
             }
@@ -131,11 +131,11 @@ public sealed class ConditionGuidance : IGuidance, IDisposable
         return uncond.Add((cond - uncond).Mul(_cfg)).MoveToOuterDisposeScope();
     }
 
-    static bool Active(GuidedCondition c, float sigma)
+    static bool Active(GuidedCondition c, float sigma, NoiseSchedule schedule)
     {
         double start = c.StartPercent, end = c.EndPercent;
         if (c.ClipRange is { } clip) (start, end) = (Math.Max(clip.Start, start), Math.Min(clip.End, end));
-        return !(sigma > HookKeyframeState.PercentToSigma(start)) && !(sigma < HookKeyframeState.PercentToSigma(end));
+        return !(sigma > schedule.PercentToSigma(start)) && !(sigma < schedule.PercentToSigma(end));
     }
 
     static Tensor Region(Tensor t, Area a) => t.narrow(2, a.Y, a.H).narrow(3, a.X, a.W);

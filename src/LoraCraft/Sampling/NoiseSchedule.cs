@@ -51,6 +51,14 @@ public sealed class NoiseSchedule
         return best;
     }
 
+    /// <summary>ComfyUI's percent_to_sigma: the sigma at a fraction of the run (0 → above every sigma, 1 → 0).</summary>
+    public float PercentToSigma(double percent)
+    {
+        if (percent <= 0) return 999999999.9f;
+        if (percent >= 1) return 0;
+        return Sigma((float)((1.0 - percent) * 999.0));
+    }
+
     /// <summary>Sigma at a fractional timestep, interpolating log-sigma linearly (ComfyUI's `sigma`).</summary>
     public float Sigma(float t)
     {

@@ -32,7 +32,7 @@ public class LoraHookTests(ITestOutputHelper output)
     {
         var kf = HookKeyframes.Empty.Add(new HookKeyframe(0, 0)).Add(new HookKeyframe(1, 0.5));
         var sigmas = Schedulers.Compute("normal", NoiseSchedule.Default, 8)[..^1];
-        float half = HookKeyframeState.PercentToSigma(0.5);
+        float half = NoiseSchedule.Default.PercentToSigma(0.5);
         output.WriteLine($"sigma at 50%: {half}; sigmas {string.Join(", ", sigmas)}");
         Assert.Equal(sigmas.Select(s => s <= half ? 1.0 : 0.0).ToArray(), Run(kf, sigmas));
         Assert.Contains(0.0, Run(kf, sigmas));
@@ -50,7 +50,7 @@ public class LoraHookTests(ITestOutputHelper output)
     public void AGuaranteedKeyframeHoldsForOneCallEvenWhenTheNextHasStarted()
     {
         var kf = HookKeyframes.Empty.Add(new HookKeyframe(0, 0)).Add(new HookKeyframe(1, 0.3)).Add(new HookKeyframe(0.5, 0.35));
-        float s30 = HookKeyframeState.PercentToSigma(0.3), s35 = HookKeyframeState.PercentToSigma(0.35);
+        float s30 = NoiseSchedule.Default.PercentToSigma(0.3), s35 = NoiseSchedule.Default.PercentToSigma(0.35);
         Assert.True(s30 > s35 && s35 > 1.0f, $"{s30} {s35}");
         // the second call is past both starts: the 30 % keyframe still gets its one call
         Assert.Equal([0.0, 1.0, 0.5, 0.5], Run(kf, [10f, 1f, 0.5f, 0.2f]));
@@ -60,7 +60,7 @@ public class LoraHookTests(ITestOutputHelper output)
         var spread = HookKeyframes.Empty.AddSpread(HookKeyframes.Interpolate(0, 1, 5, "linear"), 0, 1);
         Assert.Equal([1, 0, 0, 0, 0], spread.Frames.Select(f => f.GuaranteeSteps).ToArray());
         var sigmas = Schedulers.Compute("karras", NoiseSchedule.Default, 10)[..^1];
-        var expected = sigmas.Select(s => spread.Frames.Last(f => HookKeyframeState.PercentToSigma(f.StartPercent) >= s).Strength).ToArray();
+        var expected = sigmas.Select(s => spread.Frames.Last(f => NoiseSchedule.Default.PercentToSigma(f.StartPercent) >= s).Strength).ToArray();
         Assert.Equal(expected, Run(spread, sigmas));
     }
 
@@ -253,7 +253,7 @@ public class LoraHookTests(ITestOutputHelper output)
         using var noGrad = no_grad();
         using var s = new Setup();
         using var x = Latent(3);
-        float half = HookKeyframeState.PercentToSigma(0.5);
+        float half = NoiseSchedule.Default.PercentToSigma(0.5);
         var pos = new[] { new GuidedCondition(s.Cat) { EndPercent = 0.5 }, new GuidedCondition(s.Dog) { StartPercent = 0.5 } };
         using var g = s.Guidance(pos, [new GuidedCondition(s.Blurry)], 1);
         foreach (var (sigma, early) in new[] { (half * 3, true), (half / 3, false) })

@@ -18,6 +18,9 @@ public enum WeightTransform
 
 public sealed record WeightRecipe(string SourceKey, WeightTransform Transform = WeightTransform.None)
 {
+    /// <summary>Which third (0, 1, 2) of a fused in_proj this weight is; null for the other transforms.</summary>
+    public int? Third => Transform switch { WeightTransform.ThirdQ => 0, WeightTransform.ThirdK => 1, WeightTransform.ThirdV => 2, _ => null };
+
     /// <summary>The stored tensor <paramref name="t"/> as our weight (a view where the transform allows).</summary>
     public Tensor Apply(Tensor t) => Transform switch
     {
@@ -62,14 +65,14 @@ public sealed class WeightSource
     public Tensor LoadStored(string name, WeightRecipe recipe, StoredScratch? scratch = null)
     {
         // stored as used, or a third of a fused in_proj (a contiguous run of rows): read straight into the scratch
-        int third = recipe.Transform switch { WeightTransform.None => -1, WeightTransform.ThirdQ => 0, WeightTransform.ThirdK => 1, WeightTransform.ThirdV => 2, _ => -2 };
-        if (scratch is not null && third >= -1 && _file.Info(recipe.SourceKey) is var info && SafeDTypes.ToTorch(info.DType) is { } stored
-            && (third < 0 || info.Shape.Length >= 1 && info.Shape[0] % 3 == 0))
+        bool asStored = recipe.Transform == WeightTransform.None;
+        if (scratch is not null && (asStored || recipe.Third is not null) && _file.Info(recipe.SourceKey) is var info
+            && SafeDTypes.ToTorch(info.DType) is { } stored && (asStored || info.Shape.Length >= 1 && info.Shape[0] % 3 == 0))
         {
             long count = info.Shape.Aggregate(1L, (a, b) => a * b);
-            var view = scratch.Get(stored, third < 0 ? count : count / 3);
+            var view = scratch.Get(stored, asStored ? count : count / 3);
             var bytes = view.bytes;
-            _file.ReadInto(recipe.SourceKey, bytes, third < 0 ? 0 : third * (long)bytes.Length);
+            _file.ReadInto(recipe.SourceKey, bytes, (recipe.Third ?? 0) * (long)bytes.Length);
             return view;
         }
         using var scope = NewDisposeScope();
