@@ -45,6 +45,7 @@ public static class BenchCommand
                 ["lora_apply_s"] = Round(r.LoraApplySeconds), ["lora_switch_s"] = Round(r.LoraSwitchSeconds),
                 ["lora_reapply_s"] = Round(r.LoraReapplySeconds), ["step_with_lora_s"] = Round(r.StepWithLoraSeconds),
                 ["step_with_lora_bypass_s"] = Round(r.StepWithLoraBypassSeconds), ["lora_remerge_s"] = Round(r.LoraRemergeSeconds),
+                ["malloc_hugepages"] = r.MallocHugePages,
             }));
         }
         else
@@ -65,6 +66,7 @@ public static class BenchCommand
             Row("LoRA re-merge", $"{r.LoraRemergeSeconds:F3} s (per step, for a merged schedule)");
             Row("total", $"{r.TotalSeconds:F1} s");
             Row("peak RSS", $"{r.PeakRssMb:F0} MiB (with the LoRA part: {r.PeakRssWithLoraMb:F0} MiB)");
+            Row("C heap", r.MallocHugePages ? "transparent huge pages (GLIBC_TUNABLES)" : "4 KiB pages: start through ./loracraft or set GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
         }
         return 0;
     }

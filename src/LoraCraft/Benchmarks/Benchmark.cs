@@ -57,6 +57,8 @@ public sealed record BenchResult
     public double StepWithLoraBypassSeconds { get; init; }
     /// <summary>Re-merging that LoRA at another strength: what a merged per-step schedule pays at every step.</summary>
     public double LoraRemergeSeconds { get; init; }
+    /// <summary>Whether the C heap was asked for transparent huge pages (<see cref="Runtime.NativeHeap"/>): without them large tensors fault per 4 KiB.</summary>
+    public bool MallocHugePages { get; init; }
 }
 
 /// <summary>
@@ -141,6 +143,7 @@ public static class Benchmark
             StepPeakFraction = stepFlops / median / peak,
             VaeDecodeSeconds = result.Timings.DecodeSeconds,
             PeakRssMb = ProcessMemory.PeakRssMb(),
+            MallocHugePages = Runtime.NativeHeap.HugePagesRequested(),
         };
         r = LoraBenchmark.Run(model, r, o, log);
         return r with { TotalSeconds = total.Elapsed.TotalSeconds, PeakRssWithLoraMb = ProcessMemory.PeakRssMb() };

@@ -41,7 +41,7 @@ public static class PatchConvolution
     }
 
     /// <summary>NCHW shape stored NHWC (what the bf16 path keeps everywhere).</summary>
-    static bool IsChannelsLast(Tensor t)
+    internal static bool IsChannelsLast(Tensor t)
     {
         using var nhwc = t.permute(0, 2, 3, 1);
         return nhwc.is_contiguous();
