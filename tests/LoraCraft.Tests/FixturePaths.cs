@@ -13,6 +13,14 @@ public static class FixturePaths
     /// <summary>The real CLIP vocabulary: clip-tokenizer beside the fixtures folder.</summary>
     public static string? ClipTokenizer { get; } = Root is { } r ? Existing(Path.Combine(r, "..", "clip-tokenizer")) : null;
 
+    /// <summary>The repository checkout the tests run from (the folder holding LoraCraft.slnx), or null.</summary>
+    public static string? RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "LoraCraft.slnx"))) return dir.FullName;
+        return null;
+    }
+
     static string? SharedDir()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)

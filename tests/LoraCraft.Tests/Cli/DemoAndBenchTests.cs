@@ -65,6 +65,8 @@ public class DemoAndBenchTests
         Assert.True(doc.RootElement.GetProperty("gemm_peak_gflops").GetDouble() > 0);
         Assert.True(doc.RootElement.GetProperty("step_peak_fraction").GetDouble() > 0);
         Assert.Equal("fp32", doc.RootElement.GetProperty("dtype").GetString());
+        // whether this process's C heap was started on huge pages (the launcher asks for them)
+        Assert.Equal(Runtime.NativeHeap.HugePagesRequested(), doc.RootElement.GetProperty("malloc_hugepages").GetBoolean());
     }
 
     [SkippableFact]

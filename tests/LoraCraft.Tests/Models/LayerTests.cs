@@ -27,4 +27,23 @@ public class LayerTests
         Assert.Equal(expected.shape, banded.shape);
         Assert.True((banded - expected).abs().max().item<float>() < 1e-4, "banded convolution differs");
     }
+
+    [SkippableFact]
+    public void ChannelsLastConvolutionRunsWholeAndStaysChannelsLast()
+    {
+        // bf16 channels-last (the fast path's layout) over the band threshold: 64 channels x 600 x 512 x 2 bytes = 39 MB
+        using var scope = NewDisposeScope();
+        using var g = new torch.Generator(12);
+        var conv = new Conv2d(64, 16, 3, padding: 1);
+        var weights = conv.Weights().ToDictionary(w => w.Name, w => w.Weight);
+        weights["weight"].Value = LoraCraft.Models.Loading.Layout.ChannelsLast((randn([16, 64, 3, 3], generator: g) * 0.1).to(ScalarType.BFloat16));
+        weights["bias"].Value = randn([16], generator: g).to(ScalarType.BFloat16);
+        var x = LoraCraft.Models.Loading.Layout.ChannelsLast(randn([1, 64, 600, 512], generator: g).to(ScalarType.BFloat16));
+        Assert.True(x.numel() * x.ElementSize > Conv2d.BandBytes);
+        using var nograd = torch.no_grad();
+        var expected = F.conv2d(x, weights["weight"].T, weights["bias"].T, padding: [1, 1]);
+        var got = conv.Forward(x);
+        Assert.True(got.permute(0, 2, 3, 1).is_contiguous(), "the output is not channels-last: it went through bands");
+        Assert.True(got.eq(expected).all().item<bool>(), "differs from the whole-image convolution");
+    }
 }

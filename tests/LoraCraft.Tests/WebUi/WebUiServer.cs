@@ -154,12 +154,7 @@ public sealed class WebUiServer : IAsyncLifetime
             Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
     }
 
-    static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "LoraCraft.slnx"))) return dir.FullName;
-        return Path.GetTempPath();
-    }
+    static string RepoRoot() => FixturePaths.RepoRoot() ?? Path.GetTempPath();
 }
 
 [CollectionDefinition("webui")]
