@@ -19,10 +19,10 @@ public class NativeHeapTests
 
     /// <summary>The launcher itself, run against a stub `dotnet` that prints what it was given.</summary>
     [Theory]
-    [InlineData(null, "glibc.malloc.hugetlb=1")]
-    [InlineData("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")]
-    [InlineData("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0")]
-    public void TheLauncherAsksForHugePagesUnlessTold(string? given, string expected)
+    [InlineData(null, null, "glibc.malloc.hugetlb=1 10000")]
+    [InlineData("glibc.malloc.arena_max=2", null, "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1 10000")]
+    [InlineData("glibc.malloc.hugetlb=0", "300000", "glibc.malloc.hugetlb=0 300000")]
+    public void TheLauncherAsksForHugePagesAndShortSpinsUnlessTold(string? given, string? spin, string expected)
     {
         using var dir = new TempDir();
         var script = Path.Combine(dir.Path, "loracraft");
@@ -33,11 +33,12 @@ public class NativeHeapTests
         File.WriteAllText(Path.Combine(dir.Path, ".build", "cli", ".stamp"), "");
         var bin = Directory.CreateDirectory(Path.Combine(dir.Path, "bin")).FullName;
         var stub = Path.Combine(bin, "dotnet");
-        File.WriteAllText(stub, "#!/bin/sh\necho \"$GLIBC_TUNABLES\"\n");
+        File.WriteAllText(stub, "#!/bin/sh\necho \"$GLIBC_TUNABLES $GOMP_SPINCOUNT\"\n");
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(stub, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var psi = new ProcessStartInfo("bash", [script, "--version"]) { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.Environment["PATH"] = bin + ":/usr/bin:/bin";
         if (given is null) psi.Environment.Remove("GLIBC_TUNABLES"); else psi.Environment["GLIBC_TUNABLES"] = given;
+        if (spin is null) psi.Environment.Remove("GOMP_SPINCOUNT"); else psi.Environment["GOMP_SPINCOUNT"] = spin;
         using var p = Process.Start(psi)!;
         string output = p.StandardOutput.ReadToEnd();
         Assert.True(p.WaitForExit(30_000), "launcher did not finish");
