@@ -90,7 +90,7 @@ public sealed class Conv2d : AdaptableLayer
         long kernel = _w.Shape[2];
         // banding writes into slices of one output: a memory trick for inference only
         if (_stride != 1 || rowBytes * x.shape[2] <= BandBytes || _padding * 2 != kernel - 1 || Autograd.Recording
-            || (x.device_type == DeviceType.CPU && PatchConvolution.IsChannelsLast(x)))
+            || (x.device_type == DeviceType.CPU && Loading.Layout.IsChannelsLast(x)))
             return F.conv2d(x, _w.T, _b?.T, strides: [_stride, _stride], padding: [_padding, _padding]);
         long h = x.shape[2], band = Math.Max(8, BandBytes / 2 / rowBytes);
         var output = torch.empty([x.shape[0], _w.Shape[0], h, x.shape[3]], x.dtype, x.device);

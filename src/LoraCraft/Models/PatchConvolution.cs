@@ -37,14 +37,7 @@ public static class PatchConvolution
         long kernel = weight.shape[2];
         if (weight.shape[3] != kernel) return false;
         bool fits = weight.shape[1] >= MinInChannels && (kernel == 1 ? stride == 1 && padding == 0 : padding > 0 && padding * 2 == kernel - 1);
-        return fits && IsChannelsLast(x) && IsChannelsLast(weight);
-    }
-
-    /// <summary>NCHW shape stored NHWC (what the bf16 path keeps everywhere).</summary>
-    internal static bool IsChannelsLast(Tensor t)
-    {
-        using var nhwc = t.permute(0, 2, 3, 1);
-        return nhwc.is_contiguous();
+        return fits && Loading.Layout.IsChannelsLast(x) && Loading.Layout.IsChannelsLast(weight);
     }
 
     /// <summary>conv2d(x, weight, bias, stride, padding) for a channels-last x; the result is channels-last.</summary>

@@ -152,4 +152,11 @@ public static class Layout
         using var nhwc = t.permute(0, 2, 3, 1).contiguous();
         return nhwc.permute(0, 3, 1, 2);
     }
+
+    /// <summary>Whether a 4-d NCHW tensor is stored NHWC (what the bf16 path keeps everywhere).</summary>
+    public static bool IsChannelsLast(Tensor t)
+    {
+        using var nhwc = t.permute(0, 2, 3, 1);
+        return nhwc.is_contiguous();
+    }
 }
